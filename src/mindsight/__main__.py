@@ -1,0 +1,3 @@
+from mindsight.cli import main
+
+main()

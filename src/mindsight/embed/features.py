@@ -1,0 +1,234 @@
+"""Embedding tables and their on-disk cache.
+
+A :class:`FeatureTable` is an (n, dim) float32 matrix whose rows follow a list of keys (image
+paths relative to the image set, or concept names), plus the model that produced it and a
+fingerprint of the key list. Tables are cached as safetensors under
+``<cache>/features/<model>/<modality>-<fingerprint>.safetensors``: a cache made for another image
+list has another fingerprint and is never picked up, and a loaded table is checked against the
+fingerprint it was asked for.
+
+Extraction is batched, shows a progress bar, loads the next batch in a background thread while
+the model runs, and checkpoints its progress, so an interrupted extraction resumes where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mindsight._atomic import atomic_path, write_json
+from mindsight.embed.base import (
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_TEMPLATE,
+    DEFAULT_TEXT_MODEL,
+    ImageEmbedder,
+    TextEmbedder,
+    load_image_embedder,
+    load_text_embedder,
+)
+from mindsight.errors import DataFormatError
+from mindsight.io.cache import default_cache_dir
+from mindsight.io.images import ImagePartition
+
+CHECKPOINT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTable:
+    """Embeddings ``features[i]`` of ``keys[i]``, made by ``model``."""
+
+    features: np.ndarray
+    keys: tuple[str, ...]
+    model: str
+    modality: str  # 'image' or 'text'
+    fingerprint: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        feats = np.asarray(self.features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[0] != len(self.keys):
+            raise DataFormatError(
+                f"{self.model} {self.modality} features have shape {feats.shape} for "
+                f"{len(self.keys)} keys; expected ({len(self.keys)}, dim)"
+            )
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "keys", tuple(self.keys))
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def normalized(self) -> np.ndarray:
+        """Rows scaled to unit L2 norm (cosine similarity becomes a dot product)."""
+        norm = np.linalg.norm(self.features, axis=1, keepdims=True)
+        return self.features / np.maximum(norm, 1e-12)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        meta = {
+            "model": self.model, "modality": self.modality, "fingerprint": self.fingerprint,
+            "keys": json.dumps(list(self.keys)), "meta": json.dumps(self.meta),
+        }
+        with atomic_path(path) as tmp:
+            save_file({"features": self.features}, str(tmp), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureTable:
+        from safetensors import safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="np") as fh:
+                meta = fh.metadata() or {}
+                features = fh.get_tensor("features")
+            return cls(
+                features=features, keys=tuple(json.loads(meta["keys"])), model=meta["model"],
+                modality=meta["modality"], fingerprint=meta["fingerprint"],
+                meta=json.loads(meta.get("meta", "{}")),
+            )
+        except DataFormatError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise DataFormatError(f"{path}: not a mindsight feature table ({exc})") from None
+
+
+def text_fingerprint(names: Sequence[str], template: str) -> str:
+    h = hashlib.sha256(template.encode() + b"\x00")
+    for n in names:
+        h.update(n.encode() + b"\n")
+    return h.hexdigest()
+
+
+def cache_path(model: str, modality: str, fingerprint: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / "features" / model / f"{modality}-{fingerprint[:24]}.safetensors"
+
+
+def _cached(path: Path, fingerprint: str, keys: Sequence[str]) -> FeatureTable | None:
+    if not path.is_file():
+        return None
+    table = FeatureTable.load(path)
+    if table.fingerprint != fingerprint or table.keys != tuple(keys):
+        raise DataFormatError(
+            f"{path}: cached features belong to a different list of {len(table.keys)} items; "
+            "delete the file to rebuild it"
+        )
+    return table
+
+
+def image_features(
+    partition: ImagePartition,
+    model: str = DEFAULT_IMAGE_MODEL,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    batch_size: int | None = None,
+    progress: bool = True,
+    embedder: ImageEmbedder | None = None,
+) -> FeatureTable:
+    """Embeddings of every image of ``partition`` (rows in EEG condition order), cached."""
+    fingerprint = partition.fingerprint()
+    path = cache_path(model, "image", fingerprint, cache_dir)
+    if (table := _cached(path, fingerprint, partition.files)) is not None:
+        return table
+    embedder = embedder or load_image_embedder(model, device)
+    feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size, progress,
+                               desc=f"{model} {partition.name} images")
+    table = FeatureTable(feats, partition.files, model, "image", fingerprint,
+                         meta={"source": "extracted", "normalized": False,
+                               "image_root": str(partition.root)})
+    table.save(path)
+    _clear_partial(path)
+    return table
+
+
+def text_features(
+    names: Sequence[str],
+    model: str = DEFAULT_TEXT_MODEL,
+    template: str = DEFAULT_TEMPLATE,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    embedder: TextEmbedder | None = None,
+) -> FeatureTable:
+    """Embeddings of ``template.format(name)`` for each concept name, cached; keys are the names."""
+    fingerprint = text_fingerprint(names, template)
+    path = cache_path(model, "text", fingerprint, cache_dir)
+    if (table := _cached(path, fingerprint, names)) is not None:
+        return table
+    embedder = embedder or load_text_embedder(model, device)
+    feats = embedder.embed_texts([template.format(n) for n in names])
+    table = FeatureTable(feats, tuple(names), model, "text", fingerprint,
+                         meta={"source": "extracted", "template": template, "normalized": False})
+    table.save(path)
+    return table
+
+
+def _partial_paths(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + ".partial.npy"), path.with_name(path.name + ".partial.json")
+
+
+def _clear_partial(path: Path) -> None:
+    for p in _partial_paths(path):
+        p.unlink(missing_ok=True)
+
+
+def _extract_resumable(
+    embedder: ImageEmbedder, paths: Sequence[Path], target: Path, fingerprint: str,
+    batch_size: int | None, progress: bool, desc: str,
+) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    n, bs = len(paths), batch_size or embedder.batch_size
+    data_path, state_path = _partial_paths(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = 0
+    if data_path.is_file() and state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") == fingerprint and state.get("shape") == [n, embedder.dim]:
+            done = int(state["done"])
+    if done:
+        out = np.lib.format.open_memmap(data_path, mode="r+")
+    else:
+        out = np.lib.format.open_memmap(data_path, mode="w+", dtype=np.float32, shape=(n, embedder.dim))
+    starts = list(range(done, n, bs))
+    last_save = time.monotonic()
+    bar = tqdm(total=n, initial=done, desc=desc, unit="img", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while this one runs
+        pending = pool.submit(embedder.load_batch, paths[starts[0]: starts[0] + bs]) if starts else None
+        for i, start in enumerate(starts):
+            pixels = pending.result()
+            if i + 1 < len(starts):
+                nxt = starts[i + 1]
+                pending = pool.submit(embedder.load_batch, paths[nxt: nxt + bs])
+            stop = min(n, start + bs)
+            feats = embedder.encode(pixels)
+            if feats.shape != (stop - start, embedder.dim):
+                raise DataFormatError(
+                    f"{embedder.name} returned shape {feats.shape} for {stop - start} images; "
+                    f"expected ({stop - start}, {embedder.dim})"
+                )
+            out[start:stop] = feats
+            bar.update(stop - start)
+            if time.monotonic() - last_save > CHECKPOINT_SECONDS or stop == n:
+                out.flush()
+                write_json(state_path, {"fingerprint": fingerprint, "shape": [n, embedder.dim], "done": stop})
+                last_save = time.monotonic()
+    bar.close()
+    return np.array(out)

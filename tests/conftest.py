@@ -1,0 +1,28 @@
+"""Test setup: offline, CPU-only, and a private cache directory per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ["COLUMNS"] = "200"  # wide tables in CLI output
+sys.path.insert(0, str(Path(__file__).parent))  # the `layouts` helper module
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("MINDSIGHT_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def cache_dir(_private_cache) -> Path:
+    return _private_cache
