@@ -15,8 +15,6 @@ class MeanColour(ImageEmbedder):
     name, dim = "mean-colour", 3
 
     def __init__(self, fail_after=None):
-        import torchvision.transforms as T  # noqa: F401  (ensure_torchvision ran via conftest import order)
-
         self.calls, self.fail_after = 0, fail_after
 
     def transform(self, image):

@@ -52,6 +52,9 @@ def test_pick_crop_select():
         rec.crop(0.0, 0.5)
     with pytest.raises(DataFormatError, match="not inside the epoch"):
         rec.crop(-0.5, 0.0)
+    one = rec[-1]
+    assert one.n_trials == 1 and one.trials.image[0] == 19
+    np.testing.assert_array_equal(one.data[0], rec.data[-1])
     sub = rec[rec.trials.repetition == 0]
     assert sub.n_trials == 20 and set(sub.trials.repetition) == {0}
     assert rec.select_repetitions([1, 3]).n_trials == 40

@@ -182,6 +182,8 @@ class Recording:
     # -- views ------------------------------------------------------------------------------
     def select(self, idx: Any) -> Recording:
         """Trials by index, slice or boolean mask (slices keep a memmap lazy)."""
+        if isinstance(idx, (int, np.integer)):  # one trial stays a (1, ch, times) recording
+            idx = slice(int(idx) % self.n_trials, int(idx) % self.n_trials + 1)
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (self.n_trials,):
             raise DataFormatError(f"boolean mask of shape {idx.shape} for {self.n_trials} trials")
         return self._with(data=self.data[idx], trials=self.trials[idx])
@@ -301,7 +303,10 @@ class Recording:
         import pandas as pd
 
         info = mne.create_info(list(self.ch_names), self.sfreq, "eeg")
-        montage = mne.channels.make_standard_montage("standard_1005")
+        builtin = mne.channels.get_builtin_montages()
+        montage = mne.channels.make_standard_montage(  # renamed in MNE 1.13
+            "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
+        )
         info.set_montage(montage, on_missing="ignore")
         events = np.c_[np.arange(self.n_trials), np.zeros(self.n_trials, int), self.trials.image]
         return mne.EpochsArray(

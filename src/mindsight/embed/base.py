@@ -106,32 +106,38 @@ def load_embedder(name: str, device: str = "cpu", **kwargs: Any) -> Embedder:
     return EMBEDDERS.build(name, device=resolve_device(device), **kwargs)
 
 
-def load_image_embedder(name: str = DEFAULT_IMAGE_MODEL, device: str = "cpu", **kwargs: Any) -> ImageEmbedder:
+def embedder_names(modality: str) -> list[str]:
+    """Registered embedders of ``modality`` ('image' or 'text')."""
     _ensure_backends()
-    if "image" not in EMBEDDERS.entry(name).tags["modality"]:
+    return [e.name for e in EMBEDDERS if modality in e.tags["modality"]]
+
+
+def _load_for(modality: str, name: str, device: str, **kwargs: Any) -> Embedder:
+    _ensure_backends()
+    if modality not in EMBEDDERS.entry(name).tags["modality"]:
+        noun = "images" if modality == "image" else "text"
         raise UnknownNameError(
-            f"{name!r} does not embed images; image embedders: {', '.join(image_embedder_names())}"
+            f"{name!r} does not embed {noun}; {modality} embedders: {', '.join(embedder_names(modality))}"
         )
-    return load_embedder(name, device, **kwargs)  # type: ignore[return-value]
+    return load_embedder(name, device, **kwargs)
+
+
+def load_image_embedder(name: str = DEFAULT_IMAGE_MODEL, device: str = "cpu", **kwargs: Any) -> ImageEmbedder:
+    """An image embedder by name; a text-only name is refused with the list of image embedders."""
+    return _load_for("image", name, device, **kwargs)  # type: ignore[return-value]
 
 
 def load_text_embedder(name: str = DEFAULT_TEXT_MODEL, device: str = "cpu", **kwargs: Any) -> TextEmbedder:
-    _ensure_backends()
-    if "text" not in EMBEDDERS.entry(name).tags["modality"]:
-        raise UnknownNameError(
-            f"{name!r} does not embed text; text embedders: {', '.join(text_embedder_names())}"
-        )
-    return load_embedder(name, device, **kwargs)  # type: ignore[return-value]
+    """A text embedder by name; an image-only name is refused with the list of text embedders."""
+    return _load_for("text", name, device, **kwargs)  # type: ignore[return-value]
 
 
 def image_embedder_names() -> list[str]:
-    _ensure_backends()
-    return [e.name for e in EMBEDDERS if "image" in e.tags["modality"]]
+    return embedder_names("image")
 
 
 def text_embedder_names() -> list[str]:
-    _ensure_backends()
-    return [e.name for e in EMBEDDERS if "text" in e.tags["modality"]]
+    return embedder_names("text")
 
 
 def resolve_device(device: str) -> str:

@@ -191,9 +191,9 @@ def preprocess_subject(
     """
     import mne
 
-    cfg = VARIANTS[config] if isinstance(config, str) else config
     if isinstance(config, str) and config not in VARIANTS:
         raise DataFormatError(f"unknown variant {config!r}; available: {', '.join(VARIANTS)}")
+    cfg = VARIANTS[config] if isinstance(config, str) else config
     sessions = find_raw_sessions(raw_root, subject).get(subject)
     if not sessions or not sessions["train"] or not sessions["test"]:
         raise MissingFileError(
