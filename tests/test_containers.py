@@ -122,3 +122,18 @@ def test_writers_round_trip_with_plain_numpy(tmp_path, content):
     for ref in (ref_a, ref_b):
         np.testing.assert_array_equal(ref["preprocessed_eeg_data"], content["preprocessed_eeg_data"])
     assert not list(tmp_path.glob(".*tmp*")), "no temporary file may be left behind"
+
+
+def test_pickles_written_by_numpy_1(tmp_path, content):
+    """The public releases were pickled by numpy 1.x, which names ``numpy.core.multiarray``."""
+    raw = pickle.dumps({**content, "sfreq": np.float64(1000.0)}, protocol=3)  # no frames: safe to edit
+    new, old = b"numpy._core.multiarray", b"numpy.core.multiarray"
+    assert new in raw
+    raw = raw.replace(b"c" + new + b"\n", b"c" + old + b"\n")  # GLOBAL opcodes: 'c' module '\n' name
+    assert new not in raw and old in raw
+    path = tmp_path / "numpy1.npy"
+    path.write_bytes(raw)
+    out = read_dict(path)
+    assert isinstance(out["preprocessed_eeg_data"], np.memmap)
+    np.testing.assert_array_equal(out["preprocessed_eeg_data"], content["preprocessed_eeg_data"])
+    assert out["sfreq"] == 1000.0
