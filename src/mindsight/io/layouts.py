@@ -23,9 +23,9 @@ from mindsight.io.things_eeg2 import (
     LAYOUTS,
     RAW_KEYS,
     PreprocessedFile,
-    _walk,
     find_preprocessed,
     find_raw_sessions,
+    walk_files,
 )
 
 
@@ -101,7 +101,7 @@ def _describe_raw(root: Path) -> list[Finding]:
 
 
 def _describe_images(root: Path) -> list[Finding]:
-    candidates = {p.parent for p in _walk(root) if p.name == METADATA_FILE}
+    candidates = {p.parent for p in walk_files(root) if p.name == METADATA_FILE}
     if root.is_dir():
         candidates |= {d for d in [root, *root.iterdir()] if d.is_dir()
                        and all((d / sub).is_dir() for sub in PARTITION_DIRS.values())}
@@ -127,7 +127,7 @@ def _describe_features(root: Path) -> list[Finding]:
     from mindsight.embed.anchors import recognise  # name matching only; no torch import
 
     rows = []
-    for p in _walk(root):
+    for p in walk_files(root):
         a = recognise(p)
         if a is None:
             continue

@@ -79,7 +79,7 @@ class PreprocessedFile:
         return self.path.parent / f"meta_sub-{self.subject:02d}.json"
 
 
-def _walk(root: Path) -> list[Path]:
+def walk_files(root: Path) -> list[Path]:
     """Files under ``root`` (or ``root`` itself), skipping image folders, to a bounded depth."""
     if root.is_file():
         return [root]
@@ -116,7 +116,7 @@ def _classify_preprocessed(path: Path) -> PreprocessedFile | None:
 
 def find_preprocessed(root: str | os.PathLike, subject: int | None = None) -> list[PreprocessedFile]:
     """All preprocessed THINGS-EEG2 partition files under ``root`` (optionally one subject)."""
-    found = [f for p in _walk(Path(root)) if (f := _classify_preprocessed(p)) is not None]
+    found = [f for p in walk_files(Path(root)) if (f := _classify_preprocessed(p)) is not None]
     return [f for f in found if subject is None or f.subject == subject]
 
 
@@ -341,7 +341,7 @@ RAW_KEYS = ("raw_eeg_data", "ch_names", "ch_types", "sfreq")
 def find_raw_sessions(root: str | os.PathLike, subject: int | None = None) -> dict[int, dict[str, list[Path]]]:
     """``{subject: {'train': [ses-01 file, ...], 'test': [...]}}`` for the raw release under root."""
     out: dict[int, dict[str, list[Path]]] = {}
-    for p in _walk(Path(root)):
+    for p in walk_files(Path(root)):
         m = _RAW_FILE.match(p.name)
         sub = _SUBJECT_DIR.match(p.parent.parent.name) if m else None
         if not (m and sub and p.parent.name.startswith("ses-")):
