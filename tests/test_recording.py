@@ -55,6 +55,8 @@ def test_pick_crop_select():
     one = rec[-1]
     assert one.n_trials == 1 and one.trials.image[0] == 19
     np.testing.assert_array_equal(one.data[0], rec.data[-1])
+    with pytest.raises(IndexError, match="trial 80 out of range for 80 trials"):
+        rec[80]
     sub = rec[rec.trials.repetition == 0]
     assert sub.n_trials == 20 and set(sub.trials.repetition) == {0}
     assert rec.select_repetitions([1, 3]).n_trials == 40

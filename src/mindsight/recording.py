@@ -183,7 +183,11 @@ class Recording:
     def select(self, idx: Any) -> Recording:
         """Trials by index, slice or boolean mask (slices keep a memmap lazy)."""
         if isinstance(idx, (int, np.integer)):  # one trial stays a (1, ch, times) recording
-            idx = slice(int(idx) % self.n_trials, int(idx) % self.n_trials + 1)
+            i = int(idx)
+            if not -self.n_trials <= i < self.n_trials:
+                raise IndexError(f"trial {i} out of range for {self.n_trials} trials")
+            i %= self.n_trials
+            idx = slice(i, i + 1)
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (self.n_trials,):
             raise DataFormatError(f"boolean mask of shape {idx.shape} for {self.n_trials} trials")
         return self._with(data=self.data[idx], trials=self.trials[idx])
