@@ -45,6 +45,9 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_cache.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_retrieval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

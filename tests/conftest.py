@@ -9,7 +9,8 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ["CUDA_VISIBLE_DEVICES"] = ""
+if os.environ.get("MINDSIGHT_TEST_GPU") != "1":  # CPU-only unless the GPU tests are asked for
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["COLUMNS"] = "200"  # wide tables in CLI output
 sys.path.insert(0, str(Path(__file__).parent))  # the `layouts` helper module
 

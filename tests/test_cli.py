@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from mindsight.cli import app
 
 runner = CliRunner()
-COMMANDS = ["info", "cache", "preprocess", "embed", "import-features", "models", "doctor"]
+COMMANDS = ["info", "cache", "preprocess", "embed", "import-features", "models", "doctor", "train",
+            "evaluate"]
 
 
 def run(*args):
@@ -109,5 +110,7 @@ def test_embed_and_import_commands(tmp_path, cache_dir):
 
 def test_models_lists_the_registry():
     out = run("models").output
-    for name in ("efficientnet-lite0", "minilm", "clip-vit-h-14", "clip-vit-l-14", "dinov2-vit-b-14"):
+    for name in ("efficientnet-lite0", "minilm", "clip-vit-h-14", "clip-vit-l-14", "dinov2-vit-b-14",
+                 "atm", "nice", "ridge", "eegconformer", "atcnet"):
         assert name in out
+    assert "3,131,904" in out  # ATM's parameter count at 63 ch × 250 samples → 1024-d

@@ -187,15 +187,83 @@ def import_features_cmd(
 
 @app.command()
 def models() -> None:
-    """List the registered image and text embedders."""
+    """List the registered image/text embedders and brain encoders."""
     from mindsight.embed import EMBEDDERS
     from mindsight.embed.base import _ensure_backends
+    from mindsight.encoders import ENCODERS, build_encoder, count_parameters
 
     _ensure_backends()
     rows = [{"name": e.name, "modality": e.tags["modality"], "dim": e.tags["dim"],
              "offline": "yes" if e.tags["offline"] else "needs hub", "description": e.description}
             for e in EMBEDDERS]
     console.print(_table(rows, ["name", "modality", "dim", "offline", "description"], title="embedders"))
+    rows = [{"name": e.name, "description": e.description,
+             "parameters": f"{count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024)):,}"}
+            for e in ENCODERS]
+    console.print(_table(rows, ["name", "parameters", "description"],
+                         title="brain encoders (parameters for 63 ch × 250 samples → 1024-d)"))
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or resume).")],
+    eeg: Annotated[Path | None, typer.Option(help="Preprocessed THINGS-EEG2 folder (any supported layout).")] = None,
+    images: Annotated[Path | None, typer.Option(help="THINGS-EEG2 image set.")] = None,
+    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); repeat for several.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Brain encoder; see `mindsight models`.")] = None,
+    image_model: Annotated[str | None, typer.Option(help="Image embedder [default: efficientnet-lite0, offline].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping on validation).")] = None,
+    seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed(s); repeat for several.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="'intra' (per subject) or 'loso' (leave one subject out).")] = None,
+    trials: Annotated[str | None, typer.Option(help="Training trials: 'averaged' or 'single'.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, or auto.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML run configuration; flags override it.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config value: section.key=value.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Train a brain encoder to the image-embedding space (contrastive + MSE), selecting on a
+    validation split of training concepts. The test set is not read."""
+    from mindsight.config import RunConfig
+    from mindsight.train import train_run
+
+    cfg = RunConfig.load(config) if config else RunConfig()
+    flags = {
+        "data.eeg": None if eeg is None else str(eeg),
+        "data.images": None if images is None else str(images),
+        "data.subjects": subject, "data.train_trials": trials, "model.encoder": encoder,
+        "model.image_model": image_model, "train.epochs": epochs, "train.seeds": seed,
+        "train.batch_size": batch_size, "train.lr": lr, "train.device": device, "protocol": protocol,
+    }
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = cfg.override(overrides + list(set_ or []))
+    train_run(cfg, out, resume=resume, progress=progress, cache_dir=cache_dir)
+    console.print(f"trained {cfg.model.encoder} ({cfg.protocol}, subjects {cfg.data.subjects}, "
+                  f"seeds {cfg.train.seeds}) → {out}\nnext: mindsight evaluate {out}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    single_trial: Annotated[bool, typer.Option(help="Also score single test trials.")] = True,
+    draws: Annotated[int, typer.Option(help="Random distractor draws per query for k-way accuracy.")] = 100,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Score a run on the test set (zero-shot retrieval and classification) → RUN_DIR/metrics.json."""
+    from mindsight.evaluate import evaluate_run
+    from mindsight.evaluate.report import plot_repetitions, summary_tables
+
+    metrics = evaluate_run(run_dir, device=device, cache_dir=cache_dir, progress=progress,
+                           single_trial=single_trial, n_draws=draws)
+    for title, columns, rows in summary_tables(metrics):
+        console.print(_table(rows, columns, title=title))
+    figure = plot_repetitions(metrics, run_dir / "repetitions.png")
+    console.print(f"metrics → {run_dir / 'metrics.json'}; figure → {figure}")
 
 
 @app.command()

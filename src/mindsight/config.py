@@ -1,0 +1,177 @@
+"""Run configuration as data: nested dataclasses, read from and written to YAML.
+
+A run is described by one :class:`RunConfig` (data, model, training, protocol). Command-line
+flags and ``--set section.key=value`` overrides are applied on top of a YAML file, and the
+resolved configuration is saved in the run directory, so a run can always be repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mindsight._atomic import atomic_path
+from mindsight.embed.base import DEFAULT_IMAGE_MODEL
+from mindsight.errors import DataFormatError
+
+PROTOCOLS = ("intra", "loso")
+TRIAL_MODES = ("averaged", "single")
+SELECT_BY = ("val_loss", "val_top1")
+
+
+@dataclass
+class DataConfig:
+    """Where the recordings and images are, and which part of each epoch to use."""
+
+    eeg: str | None = None
+    images: str | None = None
+    subjects: list[int] = field(default_factory=lambda: [1])
+    tmin: float | None = None  # crop window in seconds (None: whole epoch)
+    tmax: float | None = None
+    channels: list[str] | None = None  # channel subset (None: all)
+    train_trials: str = "averaged"  # 'averaged' over repetitions or 'single' trials
+    val_fraction: float = 0.1  # share of *training concepts* held out for model selection
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "atm"
+    params: dict[str, Any] = field(default_factory=dict)  # the encoder's hyperparameters
+    image_model: str = DEFAULT_IMAGE_MODEL
+    text_model: str = "auto"  # 'auto': the image model's text tower, else minilm (+ a text head)
+    subject_tokens: bool = True  # for encoders with subject tokens (ATM)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 1024
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    clip_weight: float = 0.9  # λ in λ·CLIP + (1 − λ)·MSE
+    text_weight: float = 0.1  # weight of the concept-name (text) term; 0 turns it off
+    temperature: float = 0.07  # initial softmax temperature of the CLIP loss
+    learn_temperature: bool = True
+    patience: int | None = 10  # early stopping on the selection metric; None: run all epochs
+    select_by: str = "val_loss"  # 'val_loss' or 'val_top1', both on the validation split
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+
+
+@dataclass
+class RunConfig:
+    protocol: str = "intra"  # 'intra' (per subject) or 'loso' (leave one subject out)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        checks = [
+            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}"),
+            (self.data.train_trials in TRIAL_MODES,
+             f"data.train_trials must be one of {TRIAL_MODES}, got {self.data.train_trials!r}"),
+            (self.train.select_by in SELECT_BY,
+             f"train.select_by must be one of {SELECT_BY}, got {self.train.select_by!r}"),
+            (0.0 <= self.train.clip_weight <= 1.0,
+             f"train.clip_weight (λ) must be in [0, 1], got {self.train.clip_weight}"),
+            (self.train.text_weight >= 0, f"train.text_weight must be >= 0, got {self.train.text_weight}"),
+            (self.train.temperature > 0, f"train.temperature must be > 0, got {self.train.temperature}"),
+            (self.train.epochs >= 1, f"train.epochs must be >= 1, got {self.train.epochs}"),
+            (self.train.batch_size >= 2, f"train.batch_size must be >= 2, got {self.train.batch_size}"),
+            (0.0 < self.data.val_fraction < 1.0,
+             f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}"),
+            (len(self.train.seeds) >= 1, "train.seeds must list at least one seed"),
+            (len(self.data.subjects) >= 1, "data.subjects must list at least one subject"),
+            (self.protocol != "loso" or len(set(self.data.subjects)) >= 2,
+             "protocol 'loso' needs at least two subjects"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DataFormatError(f"config: {message}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        return _build(cls, raw or {}, source).validate()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise DataFormatError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise DataFormatError(f"{path}: not valid YAML ({exc})") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise DataFormatError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(raw, str(path))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    def override(self, assignments: list[str]) -> RunConfig:
+        """Apply ``section.key=value`` strings (values parsed as YAML: 1e-3, [1, 2], null)."""
+        raw = self.to_dict()
+        for item in assignments:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise DataFormatError(f"override {item!r} is not of the form section.key=value")
+            node = raw
+            *parents, leaf = key.strip().split(".")
+            for p in parents:
+                if not isinstance(node.get(p), dict):
+                    raise DataFormatError(f"override {item!r}: {p!r} is not a config section")
+                node = node[p]
+            node[leaf] = yaml.safe_load(value)
+        return RunConfig.from_dict(raw, "override")
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise DataFormatError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise DataFormatError(
+            f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}; "
+            f"valid keys: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        sub = _SECTIONS.get((cls, name))
+        kwargs[name] = (_build(sub, value, f"{where}:{name}") if sub
+                        else _coerce(value, str(fields[name].type), f"{where}:{name}"))
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+    """YAML reads ``1e-3`` as a string; turn numbers written as text into the field's type."""
+    if annotation.startswith("float") and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise DataFormatError(f"{where}: expected a number, got {value!r}") from None
+    if annotation.startswith("int") and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise DataFormatError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation.startswith("list[int]") and isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+_SECTIONS = {(RunConfig, "data"): DataConfig, (RunConfig, "model"): ModelConfig,
+             (RunConfig, "train"): TrainConfig}

@@ -1,0 +1,26 @@
+"""NICE (Song et al., ICLR'24): ShallowNet-style temporal-spatial conv + residual projector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.blocks import ResidualProjector, ShallowTSConv, flat_size
+
+
+class NICE(nn.Module):
+    def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
+                 n_filters: int = 40, dropout: float = 0.5, proj_blocks: int = 1) -> None:
+        super().__init__()
+        self.ts_conv = ShallowTSConv(n_chans, n_times, n_filters=n_filters, dropout=dropout)
+        self.projector = ResidualProjector(flat_size(self.ts_conv, n_chans, n_times), n_outputs,
+                                           proj_blocks, dropout)
+
+    def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
+        return self.projector(self.ts_conv(x))
+
+
+@ENCODERS.register("nice", description="NICE: temporal-spatial convolution + residual projector")
+def nice(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> NICE:
+    return NICE(n_chans, n_times, sfreq, n_outputs, **params)

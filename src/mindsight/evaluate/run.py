@@ -1,0 +1,196 @@
+"""Evaluate a training run on the test set, once: RUN_DIR → RUN_DIR/metrics.json.
+
+For every fold the selected checkpoint embeds the held-out subject's test EEG (repetition-
+averaged, single trials, and averages of 1, 2, 4, … repetitions); the embeddings are compared
+with the test images (retrieval) and the test concept names (classification). Folds of one
+subject are averaged over seeds; the headline numbers are the mean over subjects, with a 95 %
+interval over subjects (or over seeds when there is one subject).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindsight._atomic import write_json
+from mindsight.config import RunConfig
+from mindsight.embed.base import has_modality, resolve_device
+from mindsight.embed.features import image_features, text_features
+from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.evaluate.retrieval import retrieval_metrics
+from mindsight.evaluate.stats import mean_ci
+from mindsight.io.images import read_image_set
+from mindsight.recording import Recording
+from mindsight.train.checkpoint import load_tensors, save_tensors
+from mindsight.train.data import trial_tensors
+from mindsight.train.model import AlignmentModel, ModelSpec
+from mindsight.train.run import check_images, folds, load_partition
+
+
+def load_model(fold_dir: str | Path, device: str = "cpu") -> AlignmentModel:
+    """The selected model of one fold, rebuilt from its spec and weights."""
+    tensors, meta = load_tensors(Path(fold_dir) / "model.safetensors")
+    model = AlignmentModel(ModelSpec.from_dict(meta["spec"]))
+    model.load_state_dict(tensors)
+    return model.to(device).eval()
+
+
+def _check_compatible(model: AlignmentModel, rec: Recording, dim: int, image_model: str,
+                      where: Path) -> None:
+    spec = model.spec
+    if dim != spec.n_outputs:
+        raise DataFormatError(
+            f"{where}: embedding size mismatch: the checkpoint predicts {spec.n_outputs}-d "
+            f"embeddings ({spec.image_model}) but the {image_model} test features are {dim}-d"
+        )
+    if list(rec.ch_names) != list(spec.ch_names) or rec.n_times != spec.n_times:
+        raise DataFormatError(
+            f"{where}: the test EEG has {rec.n_chans} channels × {rec.n_times} samples but the "
+            f"model was trained on {len(spec.ch_names)} × {spec.n_times} (channels or time window differ)"
+        )
+
+
+def _repetition_steps(n_max: int) -> list[int]:
+    steps = [1]
+    while steps[-1] * 2 < n_max:
+        steps.append(steps[-1] * 2)
+    return sorted(set(steps + [n_max]))
+
+
+def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tensor,
+                  text_feats: torch.Tensor | None, *, single_trial: bool = True,
+                  n_draws: int = 100) -> tuple[dict[str, Any], torch.Tensor]:
+    """All metrics of one fold on its test recording, and the averaged-EEG embeddings."""
+    avg = rec.average_repetitions()
+    t = trial_tensors(avg, len(image_feats))
+    emb, txt = model.embed(t.x, t.subject)
+    out = retrieval_metrics(emb, image_feats, t.image.to(emb.device), n_draws=n_draws)
+    if text_feats is not None:
+        cls = retrieval_metrics(txt, text_feats, t.concept.to(emb.device), k_ways=())
+        out["classification"] = {k: cls[k] for k in ("top1", "top5", "chance_top1", "n_way")}
+    counts = np.unique(np.stack([rec.trials.subject, rec.trials.image]), axis=1, return_counts=True)[1]
+    n_max = int(counts.min())
+    if single_trial and n_max > 1:
+        s = trial_tensors(rec, len(image_feats))
+        s_emb, _ = model.embed(s.x, s.subject)
+        st = retrieval_metrics(s_emb, image_feats, s.image.to(s_emb.device), k_ways=())
+        out["single_trial"] = {k: st[k] for k in ("top1", "top5", "median_rank", "n_queries")}
+    curve: dict[str, list] = {"n": [], "top1": [], "top5": []}
+    for n in _repetition_steps(n_max):
+        r = trial_tensors(rec.average_repetitions(n), len(image_feats))
+        r_emb, _ = model.embed(r.x, r.subject)
+        m = retrieval_metrics(r_emb, image_feats, r.image.to(r_emb.device), k_ways=())
+        for key, val in (("n", n), ("top1", m["top1"]), ("top5", m["top5"])):
+            curve[key].append(val)
+    out["repetitions"] = curve
+    return out, emb
+
+
+def _mean_tree(items: list[Any]) -> Any:
+    """Element-wise mean of equally shaped nested dicts/lists of numbers."""
+    first = items[0]
+    if isinstance(first, dict):
+        return {k: _mean_tree([it[k] for it in items]) for k in first if all(k in it for it in items)}
+    if isinstance(first, list):
+        return [_mean_tree(list(col)) for col in zip(*items, strict=True)]
+    if isinstance(first, bool) or not isinstance(first, (int, float)):
+        return first
+    return float(np.mean(items)) if not isinstance(first, int) else first
+
+
+def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = None,
+                 progress: bool = True, single_trial: bool = True, n_draws: int = 100) -> dict[str, Any]:
+    """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first")
+    cfg = RunConfig.load(run_dir / "config.yaml")
+    run = json.loads((run_dir / "run.json").read_text())
+    device = resolve_device(device)
+    images = read_image_set(cfg.data.images)
+    check_images(images)
+    image_model = cfg.model.image_model
+    test_feats = image_features(images["test"], image_model, cache_dir=cache_dir, device=device,
+                                progress=progress)
+    text_cache: dict[str, torch.Tensor] = {}
+    fold_results = []
+    for fold in folds(cfg):
+        fold_dir = run_dir / "folds" / fold.name
+        info_path = fold_dir / "fold.json"
+        if not info_path.is_file() or not json.loads(info_path.read_text()).get("complete"):
+            raise MissingFileError(
+                f"{fold_dir}: fold {fold.name} has not finished training; run "
+                f"`mindsight train ... --out {run_dir} --resume` first"
+            )
+        info = json.loads(info_path.read_text())
+        model = load_model(fold_dir, device)
+        rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
+        _check_compatible(model, rec, test_feats.dim, image_model, fold_dir)
+        text_model = model.spec.text_model or (
+            image_model if has_modality(image_model, "text") else None)
+        text = None
+        if text_model is not None:
+            if text_model not in text_cache:
+                table = text_features(images["test"].concept_names, text_model, cache_dir=cache_dir,
+                                      device=device)
+                text_cache[text_model] = torch.from_numpy(table.features).to(device)
+            text = text_cache[text_model]
+        metrics, emb = evaluate_fold(model, rec, torch.from_numpy(test_feats.features).to(device),
+                                     text, single_trial=single_trial, n_draws=n_draws)
+        save_tensors(fold_dir / "test_embeddings.safetensors", {"embeddings": emb},
+                     {"images": list(test_feats.keys), "image_model": image_model})
+        metrics.update(fold=fold.name, subject=fold.test_subject, seed=fold.seed,
+                       epoch=info.get("best_epoch", 0), val=info.get("val"))
+        fold_results.append(metrics)
+    out = summarise(fold_results, cfg, run)
+    write_json(run_dir / "metrics.json", out)
+    return out
+
+
+def summarise(fold_results: list[dict[str, Any]], cfg: RunConfig, run: dict[str, Any]) -> dict[str, Any]:
+    """Per-subject means over seeds, the mean over subjects, and 95 % intervals."""
+    subjects = sorted({r["subject"] for r in fold_results})
+    per_subject = {}
+    for s in subjects:
+        rows = [r for r in fold_results if r["subject"] == s]
+        strip = [{k: v for k, v in r.items() if k not in ("fold", "subject", "seed", "epoch", "val")}
+                 for r in rows]
+        per_subject[str(s)] = {**_mean_tree(strip), "n_seeds": len(rows)}
+    out = _mean_tree(list(per_subject.values()))
+    out.pop("n_seeds", None)
+    over = "subjects" if len(subjects) > 1 else "seeds"
+    source = list(per_subject.values()) if over == "subjects" else fold_results
+    keys = {"top1": ("top1",), "top5": ("top5",), "median_rank": ("median_rank",),
+            "classification_top1": ("classification", "top1"),
+            "classification_top5": ("classification", "top5")}
+    ci = {}
+    for name, path in keys.items():
+        vals = []
+        for r in source:
+            node = r
+            for p in path:
+                node = node.get(p) if isinstance(node, dict) else None
+            if node is not None:
+                vals.append(node)
+        if vals:
+            ci[name] = mean_ci(vals)
+    out["ci95"] = {"over": over, **ci}
+    out["per_subject"] = per_subject
+    out["folds"] = [{k: r[k] for k in ("fold", "subject", "seed", "epoch", "top1", "top5")}
+                    for r in fold_results]
+    protocol = dict(run.get("protocol", {}))
+    protocol.update(
+        subjects=subjects, selection="validation",
+        epochs_chosen={r["fold"]: r["epoch"] for r in fold_results},
+        test_trials="averaged over all repetitions (single_trial: each repetition)",
+        k_way_draws="fixed-seed random distractors, mean over draws",
+        versions=run.get("versions", {}),
+        evaluated=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    out["protocol"] = protocol
+    return out

@@ -1,0 +1,163 @@
+"""The training loop: minibatch descent, validation every epoch, selection, resumable state.
+
+The selected model is the one with the best validation score (loss or top-1 on the validation
+split of *training* concepts); training stops early after ``patience`` epochs without
+improvement. Given a seed the loop is deterministic on CPU, and a run interrupted at any point
+resumes from its last completed epoch to the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mindsight.config import TrainConfig
+from mindsight.train.checkpoint import (
+    load_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_state,
+    save_tensors,
+    set_rng_state,
+)
+from mindsight.train.data import TrialTensors
+from mindsight.train.model import AlignmentModel
+
+
+@dataclass
+class Targets:
+    """What the brain embeddings are aligned with, on the training device."""
+
+    images: torch.Tensor  # (n_images, dim) image features, rows = trial.image
+    text_train: torch.Tensor | None = None  # (n_train_concepts, text_dim), rows = train concept ids
+    text_val: torch.Tensor | None = None
+    train_concepts: torch.Tensor | None = None  # per training trial: row in text_train
+    val_concepts: torch.Tensor | None = None
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def _score(metrics: dict[str, float], select_by: str) -> float:
+    """Higher is better."""
+    return -metrics["val_loss"] if select_by == "val_loss" else metrics["val_top1"]
+
+
+@torch.no_grad()
+def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_size: int) -> dict[str, float]:
+    """Validation loss (fixed batches, fixed order) and top-1 retrieval among validation images."""
+    was = model.training
+    model.eval()
+    total, n, embs = 0.0, 0, []
+    for start in range(0, len(val), batch_size):
+        sl = slice(start, start + batch_size)
+        emb, txt = model(val.x[sl], val.subject[sl])
+        loss, _ = model.loss(emb, targets.images[val.image[sl]], txt,
+                             targets.text_val,
+                             None if targets.val_concepts is None else targets.val_concepts[sl])
+        total += float(loss) * len(emb)
+        n += len(emb)
+        embs.append(emb)
+    model.train(was)
+    pred = F.normalize(torch.cat(embs), dim=1)
+    cand_ids = torch.unique(val.image)
+    cands = F.normalize(targets.images[cand_ids], dim=1)
+    best = cand_ids[(pred @ cands.T).argmax(1)]
+    return {"val_loss": total / max(n, 1), "val_top1": float((best == val.image).float().mean()),
+            "val_n_way": int(len(cand_ids))}
+
+
+def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,
+        cfg: TrainConfig, seed: int, workdir: str | Path | None = None, resume: bool = False,
+        progress: bool = True, on_epoch_end: EpochCallback | None = None) -> FitResult:
+    """Train ``model`` in place and leave it holding the selected (best-validation) weights.
+
+    With ``workdir`` the selected weights go to ``model.safetensors`` and the resumable state
+    to ``last.safetensors`` after every epoch; ``resume`` continues from the latter.
+    """
+    from tqdm.auto import tqdm
+
+    dev = targets.images.device
+    workdir = Path(workdir) if workdir is not None else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": None, "best_epoch": -1,
+                             "bad_epochs": 0}
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    last = workdir / "last.safetensors" if workdir else None
+    if resume and last is not None and last.is_file():
+        tensors, meta = load_tensors(last)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer_from_tensors(opt, {k: v.to(dev) for k, v in tensors.items()}, meta["optim"])
+        set_rng_state(tensors)
+        state = meta["loop"]
+        best_weights = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
+    n = len(train)
+    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
+               disable=not progress, leave=False)
+    for epoch in range(state["epoch"], cfg.epochs):
+        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=gen).to(dev)
+        sums: dict[str, float] = {}
+        steps = 0
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start : start + cfg.batch_size]
+            if len(idx) < 2:  # a lone trial has no negatives (and breaks batch norm)
+                continue
+            img = train.image[idx]
+            emb, txt = model(train.x[idx], train.subject[idx])
+            loss, parts = model.loss(emb, targets.images[img], txt, targets.text_train,
+                                     None if targets.train_concepts is None else targets.train_concepts[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+        logs = {k: v / max(steps, 1) for k, v in sums.items()}
+        logs.update(validate(model, val, targets, cfg.batch_size))
+        logs.update(epoch=epoch, temperature=model.loss.temperature, seconds=time.perf_counter() - t0)
+        score = _score(logs, cfg.select_by)
+        if state["best_score"] is None or score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if workdir is not None:
+                save_tensors(workdir / "model.safetensors", best_weights,
+                             {"spec": model.spec.to_dict(), "epoch": epoch, "val": logs})
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append(logs)
+        state["epoch"] = epoch + 1
+        if last is not None:
+            opt_tensors, opt_meta = optimizer_to_tensors(opt)
+            save_tensors(last, {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                                **{f"best.{k}": v for k, v in best_weights.items()},
+                                **opt_tensors, **rng_state()},
+                         {"optim": opt_meta, "loop": state})
+        bar.set_postfix(loss=f"{logs['loss']:.3f}", val_loss=f"{logs['val_loss']:.3f}",
+                        val_top1=f"{logs['val_top1']:.3f}", best=state["best_epoch"])
+        bar.update(1)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    bar.close()
+    model.load_state_dict(best_weights)
+    return FitResult(best_epoch=state["best_epoch"], best_score=float(state["best_score"]),
+                     history=state["history"], stopped_early=state["epoch"] < cfg.epochs)

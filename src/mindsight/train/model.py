@@ -1,0 +1,95 @@
+"""The trained object: a brain encoder, the loss's temperature and an optional text head.
+
+:class:`AlignmentModel` is built from a JSON-able :class:`ModelSpec`, so a checkpoint (weights +
+spec) rebuilds the same network in ``evaluate`` without the training configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mindsight.encoders import build_encoder
+from mindsight.train.losses import ContrastiveLoss
+
+
+@dataclass
+class ModelSpec:
+    encoder: str
+    n_chans: int
+    n_times: int
+    sfreq: float
+    n_outputs: int  # image-embedding size
+    params: dict[str, Any] = field(default_factory=dict)
+    text_dim: int | None = None  # size of a separate text head's output (None: no head)
+    clip_weight: float = 0.9
+    text_weight: float = 0.0
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    ch_names: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # epoch times in seconds
+    subjects: list[int] = field(default_factory=list)  # subject ids with their own token
+    image_model: str = ""
+    text_model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
+        return cls(**raw)
+
+
+class AlignmentModel(nn.Module):
+    """encoder(x) → image embedding; text_head(embedding) → concept-name embedding (optional)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        params = dict(spec.params)
+        if spec.subjects:
+            params["n_subjects"] = len(spec.subjects)
+        self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
+                                     sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
+        self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
+        self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
+                                    spec.learn_temperature)
+
+    def subject_index(self, subjects: torch.Tensor) -> torch.Tensor:
+        """Map subject ids to token indices; subjects without a token get -1 (the mean token)."""
+        out = torch.full_like(subjects, -1)
+        for i, s in enumerate(self.spec.subjects):
+            out[subjects == s] = i
+        return out
+
+    def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image-space embedding, text-space embedding) of epochs ``x`` from subject ids
+        ``subject``. The two are the same tensor when there is no text head (the image model
+        has its own text tower)."""
+        if self.spec.subjects:
+            tokens = None if subject is None else self.subject_index(subject)
+            emb = self.encoder(x, tokens)
+        else:
+            emb = self.encoder(x)
+        return emb, (self.text_head(emb) if self.text_head is not None else emb)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, subject: torch.Tensor | None = None,
+              batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both embeddings of many trials, in eval mode, batch by batch."""
+        was = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        img, txt = [], []
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(dev, non_blocking=True)
+            sb = None if subject is None else subject[start : start + batch_size].to(dev)
+            e, t = self(xb, sb)
+            img.append(e.float())
+            txt.append(t.float())
+        self.train(was)
+        return torch.cat(img), torch.cat(txt)

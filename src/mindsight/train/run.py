@@ -1,0 +1,290 @@
+"""A training run: read data, fit one model per fold (subject × seed), write RUN_DIR.
+
+RUN_DIR layout (everything later steps need)::
+
+    config.yaml                 the resolved configuration
+    run.json                    protocol, package versions, folds, status
+    folds/sub-01_seed-0/
+        model.safetensors       selected weights + ModelSpec
+        last.safetensors        resumable training state
+        fold.json               what was trained on, selection history, chosen epoch
+
+Training reads only the *training* partition; the test partition is first read by
+:func:`mindsight.evaluate.evaluate_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindsight._atomic import write_json
+from mindsight.config import RunConfig
+from mindsight.embed.base import (
+    DEFAULT_TEXT_MODEL,
+    check_image_model,
+    has_modality,
+    resolve_device,
+)
+from mindsight.embed.features import FeatureTable, image_features, text_features
+from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
+from mindsight.errors import DataFormatError, LeakageError, MindsightError
+from mindsight.io.images import ImageSet, read_image_set
+from mindsight.io.things_eeg2 import read_things_eeg2
+from mindsight.recording import Recording
+from mindsight.train.checkpoint import save_tensors
+from mindsight.train.data import TrialTensors, positions, trial_tensors
+from mindsight.train.fit import EpochCallback, Targets, fit
+from mindsight.train.model import AlignmentModel, ModelSpec
+
+PACKAGES = ("mindsight", "torch", "numpy", "scipy", "scikit-learn", "mne", "braindecode",
+            "open_clip_torch", "transformers", "timm")
+
+
+@dataclass(frozen=True)
+class Fold:
+    test_subject: int
+    train_subjects: tuple[int, ...]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"sub-{self.test_subject:02d}_seed-{self.seed}"
+
+
+def folds(cfg: RunConfig) -> list[Fold]:
+    """Intra: train and test on each subject. LOSO: train on all others, test on the one left out."""
+    subjects = sorted(set(cfg.data.subjects))
+    out = []
+    for s in subjects:
+        train = (s,) if cfg.protocol == "intra" else tuple(x for x in subjects if x != s)
+        out.extend(Fold(s, train, seed) for seed in cfg.train.seeds)
+    return out
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def text_model_for(image_model: str, text_model: str) -> tuple[str, bool]:
+    """(text model, whether a separate text head is needed). 'auto' uses the image model's own
+    text tower when it has one (CLIP), else MiniLM through a learned head."""
+    has_tower = has_modality(image_model, "text")
+    if text_model == "auto":
+        return (image_model, False) if has_tower else (DEFAULT_TEXT_MODEL, True)
+    return text_model, not (has_tower and text_model == image_model)
+
+
+def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSet,
+                   cache_dir: Any = None, progress: bool = False) -> Recording:
+    """One subject's partition with the configured channels and time window."""
+    if cfg.data.eeg is None:
+        raise DataFormatError("config: data.eeg is not set (pass --eeg DIR)")
+    rec = read_things_eeg2(cfg.data.eeg, subject, partition, images=images, cache_dir=cache_dir,
+                           progress=progress)
+    if cfg.data.channels:
+        rec = rec.pick(cfg.data.channels)
+    if cfg.data.tmin is not None or cfg.data.tmax is not None:
+        rec = rec.crop(cfg.data.tmin, cfg.data.tmax)
+    return rec
+
+
+def check_images(images: ImageSet) -> None:
+    shared = images.overlapping_concepts()
+    if shared:
+        raise LeakageError(
+            f"{images.root}: {len(shared)} concept(s) are in both the training and the test images "
+            f"(e.g. {', '.join(shared[:5])}); zero-shot evaluation needs disjoint concepts"
+        )
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> Iterator[str]:
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            yield f"{prefix}{key}: {va!r} → {vb!r}"
+
+
+def _prepare_out(cfg: RunConfig, out: Path, resume: bool) -> None:
+    saved = out / "config.yaml"
+    if saved.is_file():
+        if not resume:
+            raise MindsightError(
+                f"{out} already holds a run; pass --resume to continue it, or choose another --out"
+            )
+        diff = list(_differences(RunConfig.load(saved).to_dict(), cfg.to_dict()))
+        if diff:
+            raise MindsightError(
+                f"cannot resume {out}: the configuration differs from the saved one ({'; '.join(diff)})"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(saved)
+
+
+def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+              cache_dir: Any = None, on_epoch_end: EpochCallback | None = None) -> Path:
+    """Train every fold of ``cfg`` into ``out``; finished folds are kept when resuming."""
+    cfg.validate()
+    out = Path(out)
+    if cfg.data.images is None:
+        raise DataFormatError("config: data.images is not set (pass --images DIR)")
+    ENCODERS.entry(cfg.model.encoder)  # unknown names fail before any work
+    check_image_model(cfg.model.image_model)
+    text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
+    images = read_image_set(cfg.data.images)
+    check_images(images)
+    _prepare_out(cfg, out, resume)
+    device = resolve_device(cfg.train.device)
+    feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
+                           device=device, progress=progress)
+    texts = None
+    if cfg.train.text_weight > 0:
+        texts = text_features(images["train"].concept_names, text_model, cache_dir=cache_dir,
+                              device=device)
+    run_path = out / "run.json"
+    run = json.loads(run_path.read_text()) if run_path.is_file() else {
+        "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    run.update({
+        "protocol": {
+            "dataset": "things-eeg2", "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
+            "encoder": cfg.model.encoder, "image_model": cfg.model.image_model,
+            "text_model": text_model if texts is not None else None,
+            "selection": "validation", "val_fraction": cfg.data.val_fraction,
+            "train_trials": cfg.data.train_trials, "seeds": list(cfg.train.seeds),
+            "epochs_max": cfg.train.epochs,
+        },
+        "versions": versions(), "device": device,
+        "folds": [f.name for f in folds(cfg)], "status": "running",
+    })
+    write_json(run_path, run)
+    for fold in folds(cfg):
+        fold_dir = out / "folds" / fold.name
+        done = fold_dir / "fold.json"
+        if done.is_file() and json.loads(done.read_text()).get("complete"):
+            continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        train_fold(cfg, fold, fold_dir, images, feats, texts, text_head, text_model, device,
+                   resume=resume, progress=progress, cache_dir=cache_dir, on_epoch_end=on_epoch_end)
+    run.update(status="complete", finished=datetime.now(UTC).isoformat(timespec="seconds"))
+    write_json(run_path, run)
+    return out
+
+
+def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: FeatureTable,
+               texts: FeatureTable | None, text_head: bool, text_model: str, device: str, *,
+               resume: bool, progress: bool, cache_dir: Any,
+               on_epoch_end: EpochCallback | None) -> dict[str, Any]:
+    """Read the fold's training subjects, fit from a fresh initialisation, write fold.json."""
+    t0 = time.perf_counter()
+    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
+    rec = Recording.concatenate(recs) if len(recs) > 1 else recs[0]
+    _, info = fit_recording(cfg, rec, feats, texts, seed=fold.seed, text_head=text_head,
+                            text_model=text_model, device=device, workdir=fold_dir, resume=resume,
+                            progress=progress, on_epoch_end=on_epoch_end)
+    info.update(test_subject=fold.test_subject, seconds=time.perf_counter() - t0, complete=True)
+    write_json(fold_dir / "fold.json", info)
+    return info
+
+
+def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
+                  texts: FeatureTable | None = None, *, seed: int = 0, text_head: bool = True,
+                  text_model: str | None = None, device: str = "cpu",
+                  workdir: Path | None = None, resume: bool = False, progress: bool = False,
+                  on_epoch_end: EpochCallback | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
+    """Fit one model on the training recording ``rec`` (validation concepts split off inside).
+
+    ``feats`` rows follow ``rec.trials.image``; ``texts`` rows follow ``rec.concept_names``.
+    Returns the selected model and a summary of the fit.
+    """
+    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed)
+    if cfg.data.train_trials == "averaged":
+        train_rec, val_rec = train_rec.average_repetitions(), val_rec.average_repetitions()
+    train = trial_tensors(train_rec, len(feats)).to(device)
+    val = trial_tensors(val_rec, len(feats)).to(device)
+    targets = Targets(images=torch.from_numpy(feats.features).to(device))
+    if texts is not None:
+        table = torch.from_numpy(texts.features).to(device)
+        tr_c, va_c = np.unique(train_rec.trials.concept), np.unique(val_rec.trials.concept)
+        targets.text_train, targets.text_val = table[tr_c], table[va_c]
+        targets.train_concepts = positions(train.concept, tr_c)
+        targets.val_concepts = positions(val.concept, va_c)
+    entry = ENCODERS.entry(cfg.model.encoder)
+    subjects = sorted({int(s) for s in rec.trials.subject})
+    spec = ModelSpec(
+        encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
+        n_outputs=feats.dim, params=dict(cfg.model.params),
+        text_dim=texts.dim if (texts is not None and text_head) else None,
+        clip_weight=cfg.train.clip_weight,
+        text_weight=cfg.train.text_weight if texts is not None else 0.0,
+        temperature=cfg.train.temperature, learn_temperature=cfg.train.learn_temperature,
+        ch_names=list(rec.ch_names), times=[float(t) for t in rec.times],
+        subjects=subjects if entry.tags.get("subjects") and cfg.model.subject_tokens else [],
+        image_model=feats.model, text_model=text_model if texts is not None else None,
+    )
+    torch.manual_seed(seed)  # fresh initialisation for every fold
+    model = AlignmentModel(spec).to(device)
+    info: dict[str, Any] = {
+        "train_subjects": subjects, "seed": seed, "n_params": count_parameters(model.encoder),
+        "n_train_trials": len(train), "n_val_trials": len(val),
+        "n_train_concepts": int(len(np.unique(train_rec.trials.concept))),
+        "n_val_concepts": int(len(np.unique(val_rec.trials.concept))),
+    }
+    if is_closed_form(cfg.model.encoder):
+        info.update(_fit_closed_form(model, train, val, targets))
+        if workdir is not None:
+            save_tensors(workdir / "model.safetensors", model.state_dict(),
+                         {"spec": spec.to_dict(), "epoch": 0, "val": info["val"]})
+    else:
+        result = fit(model, train, val, targets, cfg.train, seed, workdir=workdir,
+                     resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+        info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+                    stopped_early=result.stopped_early, history=result.history,
+                    val=result.history[result.best_epoch])
+    return model, info
+
+
+def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTensors,
+                     targets: Targets) -> dict[str, Any]:
+    """Ridge: solve for every alpha, keep the best on validation top-1; then a least-squares
+    text head (if any) from the predicted embeddings to the concept-name embeddings."""
+    from mindsight.train.fit import validate
+
+    enc = model.encoder
+    cand_ids = torch.unique(val.image)
+    cands = torch.nn.functional.normalize(targets.images[cand_ids], dim=1)
+
+    def top1(pred: torch.Tensor, _: torch.Tensor) -> float:
+        best = cand_ids[(torch.nn.functional.normalize(pred, dim=1) @ cands.T).argmax(1)]
+        return float((best == val.image).float().mean())
+
+    scores = enc.fit(train.x, targets.images[train.image], val.x, targets.images[val.image], top1)
+    if model.text_head is not None and targets.text_train is not None:
+        emb, _ = model.embed(train.x, train.subject)
+        design = torch.cat([emb, torch.ones(len(emb), 1, device=emb.device)], 1).double()
+        goal = targets.text_train[targets.train_concepts].double()
+        gram = design.T @ design + 1e-3 * torch.eye(design.shape[1], device=emb.device,
+                                                   dtype=torch.float64) * float(design.pow(2).mean())
+        sol = torch.linalg.solve(gram, design.T @ goal)
+        with torch.no_grad():
+            model.text_head.weight.copy_(sol[:-1].T.float())
+            model.text_head.bias.copy_(sol[-1].float())
+    return {"alpha": float(enc.alpha), "alpha_scores": {str(k): v for k, v in scores.items()},
+            "val": validate(model, val, targets, 1024)}

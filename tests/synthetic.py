@@ -1,0 +1,111 @@
+"""Synthetic decoding problems whose EEG is a known linear function of the image embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mindsight.embed.features import FeatureTable
+from mindsight.recording import Recording, Trials
+
+
+def eeg_from_features(feats: np.ndarray, n_reps: int, n_chans: int, n_times: int,
+                      noise: float, seed: int) -> np.ndarray:
+    """(n_images, n_reps, n_chans, n_times): a fixed random linear map of each image's (z-scored)
+    embedding, plus independent Gaussian noise per repetition."""
+    rng = np.random.default_rng(seed)
+    z = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    mixing = rng.normal(size=(z.shape[1], n_chans * n_times)) / np.sqrt(z.shape[1])
+    clean = (z @ mixing).reshape(len(z), 1, n_chans, n_times)
+    noisy = clean + noise * np.random.default_rng(seed + 1).normal(size=(len(z), n_reps, n_chans, n_times))
+    return noisy.astype(np.float32)
+
+
+def problem(n_train_concepts: int = 60, exemplars: int = 4, n_test: int = 50, dim: int = 16,
+            n_reps: int = 2, n_chans: int = 8, n_times: int = 64, noise: float = 0.5, seed: int = 0):
+    """(train Recording, test Recording, train features, test features), disjoint concepts.
+
+    Train and test EEG share one mixing matrix (the same "brain"), so a decoder fitted on the
+    training concepts transfers to the unseen test concepts.
+    """
+    rng = np.random.default_rng(seed)
+    n_tr = n_train_concepts * exemplars
+    feats = rng.normal(size=(n_tr + n_test, dim)).astype(np.float32)
+    eeg = eeg_from_features(feats, n_reps, n_chans, n_times, noise, seed)
+    names = [f"concept{i}" for i in range(n_train_concepts + n_test)]
+    out = []
+    for part, rows, concept, cnames in (
+        ("train", slice(0, n_tr), np.arange(n_tr) // exemplars, names[:n_train_concepts]),
+        ("test", slice(n_tr, None), np.arange(n_test), names[n_train_concepts:]),
+    ):
+        data = eeg[rows]
+        n_img = data.shape[0]
+        out.append(Recording(
+            data=data.reshape(n_img * n_reps, n_chans, n_times),
+            ch_names=tuple(f"E{i}" for i in range(n_chans)), sfreq=100.0,
+            times=np.arange(n_times) / 100.0,
+            trials=Trials.build(np.repeat(np.arange(n_img), n_reps), np.repeat(concept, n_reps), 1,
+                                repetition=np.tile(np.arange(n_reps), n_img)),
+            partition=part, concept_names=tuple(cnames),
+        ))
+    tr_f = FeatureTable(feats[:n_tr], tuple(f"tr{i}" for i in range(n_tr)), "synthetic", "image", "tr")
+    te_f = FeatureTable(feats[n_tr:], tuple(f"te{i}" for i in range(n_test)), "synthetic", "image", "te")
+    return out[0], out[1], tr_f, te_f
+
+
+CH17 = "Pz P3 P7 O1 Oz O2 P4 P8 P1 P5 PO7 PO3 POz PO4 PO8 P6 P2".split()
+
+
+def write_images(root, n_train_concepts: int = 8, exemplars: int = 3, n_test: int = 6,
+                 size: int = 64, seed: int = 0):
+    """An image set in folders (``training_images/00001_c001/c001_01b.jpg``, ``test_images/...``)
+    of coloured shapes, distinct enough to get distinct embeddings."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+
+    def save(path, k):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(3):
+            x0, y0 = rng.integers(0, size // 2, 2)
+            x1, y1 = np.array([x0, y0]) + rng.integers(8, size // 2, 2)
+            shape = draw.ellipse if k % 2 else draw.rectangle
+            shape([int(x0), int(y0), int(x1), int(y1)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        img.save(path, quality=95)
+
+    k = 0
+    for c in range(n_train_concepts):
+        name = f"train{c:03d}"
+        for e in range(exemplars):
+            save(root / "training_images" / f"{c + 1:05d}_{name}" / f"{name}_{e + 1:02d}b.jpg", k)
+            k += 1
+    for c in range(n_test):
+        name = f"test{c:03d}"
+        save(root / "test_images" / f"{c + 1:05d}_{name}" / f"{name}_01s.jpg", k)
+        k += 1
+    return root
+
+
+def write_release(root, subjects=(1,), n_reps_train: int = 2, n_reps_test: int = 4,
+                  noise: float = 0.3, model: str = "efficientnet-lite0", **image_kw):
+    """Images plus EEG in the official layout (17 ch, 100 Hz) driven by the images' embeddings
+    under ``model``; returns (eeg_root, image_root)."""
+    from mindsight.embed.features import image_features
+    from mindsight.io.images import read_image_set
+
+    images = write_images(root / "images", **image_kw)
+    imgset = read_image_set(images)
+    tr = image_features(imgset["train"], model, progress=False).features
+    te = image_features(imgset["test"], model, progress=False).features
+    feats = np.concatenate([tr, te])
+    times = np.round(np.arange(-20, 80) / 100.0, 3)
+    for s in subjects:
+        sub = root / "eeg" / f"sub-{s:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for part, rows, reps in (("training", slice(0, len(tr)), n_reps_train),
+                                 ("test", slice(len(tr), None), n_reps_test)):
+            eeg = eeg_from_features(feats, reps, len(CH17), len(times), noise, seed=0)[rows]
+            np.save(sub / f"preprocessed_eeg_{part}.npy", {
+                "preprocessed_eeg_data": eeg.astype(np.float64), "ch_names": CH17, "times": times})
+    return root / "eeg", images
