@@ -18,11 +18,12 @@ TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test lint bench clean help
+.PHONY: install test demo lint bench clean help
 
 help:
 	@echo "make install   create $(VENV) and install mindsight with its dependencies"
 	@echo "make test      install, then run the test suite (what CI runs)"
+	@echo "make demo      install, then simulate data, train ATM + ridge, evaluate, write runs/demo/report.md"
 	@echo "make lint      ruff over src/ tests/ benchmarks/"
 	@echo "make bench     install, then run the benchmarks (results go to benchmarks/results/)"
 	@echo "make clean     remove $(VENV) and caches"
@@ -40,6 +41,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: install
 	$(PY) -m pytest
 
+demo: install
+	$(VENV)/bin/mindsight demo --out runs/demo --data data/sim-demo
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
@@ -48,6 +52,7 @@ bench: install
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_retrieval.py
+	$(PY) benchmarks/bench_simulator.py --decoders
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,7 +16,7 @@ from mindsight.cli import app
 
 runner = CliRunner()
 COMMANDS = ["info", "cache", "preprocess", "embed", "import-features", "models", "doctor", "train",
-            "evaluate"]
+            "evaluate", "simulate", "demo"]
 
 
 def run(*args):

@@ -267,6 +267,53 @@ def evaluate(
 
 
 @app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset to.")],
+    preset: Annotated[str, typer.Option(help="Size: tiny, demo, or things (full THINGS-EEG2 scale).")] = "demo",
+    difficulty: Annotated[str, typer.Option(help="Noise level: easy, default, or hard.")] = "default",
+    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s) [preset's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of concepts, brains and noise [0].")] = None,
+    raw: Annotated[bool | None, typer.Option(help="Also write the raw 1000 Hz release (for `mindsight preprocess`).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (feature extraction).")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Write a THINGS-EEG2-like dataset (images, preprocessed and raw EEG) with a known ceiling."""
+    from mindsight.embed.base import resolve_device
+    from mindsight.simulate import preset as make_preset
+    from mindsight.simulate import simulate as run_simulation
+
+    cfg = make_preset(preset, difficulty, subjects=subject, seed=seed)
+    if raw is not None:
+        cfg.layouts = sorted(set(cfg.layouts) | {"raw"}) if raw else [x for x in cfg.layouts if x != "raw"]
+    meta = run_simulation(out, cfg, device=resolve_device(device), progress=progress, cache_dir=cache_dir)
+    console.print(f"simulated {len(cfg.subjects)} subject(s) → {out}: {meta['n_way']}-way ideal-observer "
+                  f"ceiling top-1 {100 * meta['ceiling_top1']:.1f} %, top-5 {100 * meta['ceiling_top5']:.1f} %")
+    console.print(f"train on it: mindsight train --eeg {out}/Preprocessed_data_250Hz --images {out}/images "
+                  "--subject 1 --encoder atm --out runs/sim")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    data: Annotated[Path, typer.Option(help="Where the simulated dataset goes (reused if there).")] = Path("data/sim-demo"),
+    epochs: Annotated[int | None, typer.Option(help="Maximum training epochs [20].")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """The main job on built-in data: simulate, train ATM and ridge, evaluate, write a report."""
+    from mindsight.demo import run_demo
+    from mindsight.evaluate.report import summary_tables
+
+    m = run_demo(out, data, epochs=epochs, progress=progress, cache_dir=cache_dir)
+    for title, columns, rows in summary_tables(m):
+        console.print(_table(rows, columns, title=title))
+    console.print(f"ATM {100 * m['top1']:.1f} % · ridge {100 * m['baselines']['ridge']['top1']:.1f} % · "
+                  f"ceiling {100 * m['ceiling_top1']:.1f} % · chance {100 * m['chance_top1']:.1f} % "
+                  f"({m['n_way']}-way top-1)\nreport → {out / 'report.md'}")
+
+
+@app.command()
 def doctor(
     fix: Annotated[bool, typer.Option(help="Repair what can be repaired (torchaudio on CPU-only torch).")] = False,
 ) -> None:

@@ -80,3 +80,102 @@ def plot_repetitions(m: dict[str, Any], path: str | Path) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_retrievals(embeddings: Any, features: Any, image_paths: list[Path], path: str | Path,
+                    n_examples: int = 6, seed: int = 0) -> Path:
+    """Example test stimuli (left) with their top-5 retrieved test images; green = correct."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from mindsight.evaluate.retrieval import similarity
+
+    sim = similarity(embeddings, features).cpu().numpy()
+    rows = np.random.default_rng(seed).choice(len(sim), min(n_examples, len(sim)), replace=False)
+    fig, axes = plt.subplots(len(rows), 6, figsize=(7.5, 1.35 * len(rows)), dpi=110)
+    axes = np.atleast_2d(axes)
+    for r, q in enumerate(rows):
+        top = np.argsort(-sim[q])[:5]
+        for c, idx in enumerate([q, *top]):
+            ax = axes[r, c]
+            ax.imshow(Image.open(image_paths[idx]).convert("RGB"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            colour = "black" if c == 0 else ("tab:green" if idx == q else "lightgrey")
+            for side in ax.spines.values():
+                side.set_edgecolor(colour)
+                side.set_linewidth(3 if c else 1)
+        axes[r, 0].set_ylabel("seen", fontsize=8)
+    for c, title in enumerate(["stimulus", "1st", "2nd", "3rd", "4th", "5th"]):
+        axes[0, c].set_title(title, fontsize=9)
+    fig.suptitle("retrieval from EEG among the test images (green: the seen image)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_accuracy(m: dict[str, Any], path: str | Path) -> Path:
+    """Top-1 accuracy per k-way against chance, and n-way against baselines and the ceiling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.2), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    ks = [int(k) for k in m.get("k_way", {}) if int(k) < m["n_way"]] + [m["n_way"]]
+    acc = [m["k_way"][str(k)]["top1"] for k in ks[:-1]] + [m["top1"]]
+    xs = range(len(ks))
+    a.bar(xs, [100 * v for v in acc], color="tab:blue", label=m["protocol"].get("encoder"))
+    a.plot(xs, [100 / k for k in ks], "k_", markersize=22, mew=2, label="chance")
+    a.set_xticks(list(xs), [f"{k}-way" for k in ks])
+    a.set_ylabel("top-1 (%)")
+    a.legend(frameon=False, fontsize=8)
+    names = [m["protocol"].get("encoder", "model")]
+    vals = [m["top1"]]
+    for name, base in m.get("baselines", {}).items():
+        names.append(name)
+        vals.append(base["top1"])
+    if "ceiling_top1" in m:
+        names.append("ceiling")
+        vals.append(m["ceiling_top1"])
+    b.bar(range(len(vals)), [100 * v for v in vals],
+          color=["tab:blue"] + ["tab:grey"] * (len(vals) - 1 - ("ceiling_top1" in m)) + (["tab:green"] if "ceiling_top1" in m else []))
+    b.axhline(100 * m["chance_top1"], color="k", lw=1, ls="--")
+    b.set_xticks(range(len(vals)), names)
+    b.set_title(f"{m['n_way']}-way top-1 (%)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_training(histories: dict[str, list[dict[str, float]]], path: str | Path) -> Path:
+    """Training and validation loss and validation top-1 per epoch, one line per fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), dpi=120)
+    for name, hist in histories.items():
+        ep = [h["epoch"] for h in hist]
+        a.plot(ep, [h["loss"] for h in hist], label=f"{name} train")
+        a.plot(ep, [h["val_loss"] for h in hist], "--", label=f"{name} validation")
+        b.plot(ep, [100 * h["val_top1"] for h in hist], label=name)
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend(frameon=False, fontsize=7)
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation top-1 (%)")
+    fig.tight_layout()
+    return _save(fig, Path(path))

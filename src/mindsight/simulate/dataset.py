@@ -1,0 +1,221 @@
+"""``mindsight simulate``: write a complete THINGS-EEG2-like dataset with a known ceiling.
+
+Layout of the output folder (each part in its public format, read by ``mindsight.io``)::
+
+    images/                       training_images/, test_images/, image_metadata.npy
+    Preprocessed_data_250Hz/      NICE/ATM release: sub-XX/preprocessed_eeg_{training,test}.npy
+                                  (raw pickle; 63 ch, 250 Hz, 0–0.996 s; ``times`` has 300 values)
+    preprocessed_data/            official release: np.save(dict), 17 ch, 100 Hz, -0.2–0.79 s
+    raw_data/                     raw release (optional): sub-XX/ses-01/raw_eeg_*.npy, 1000 Hz,
+                                  63 ch + stim row, in volts
+    simulation.json               the configuration, per-subject ideal-observer ceilings, credits
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mindsight._atomic import write_json
+from mindsight.errors import DataFormatError, UnknownNameError
+from mindsight.io.containers import write_npy_dict, write_pickle_dict
+from mindsight.io.things_eeg2 import CH_NAMES_17, CH_NAMES_63
+from mindsight.simulate import stimuli
+from mindsight.simulate.features import image_levels
+from mindsight.simulate.forward import evoked, make_brain
+from mindsight.simulate.noise import NoiseModel, make_noise
+from mindsight.simulate.observer import decide, whitener
+
+SFREQ = 250.0
+TIMES = np.round(np.arange(-50, 250) / SFREQ, 4)  # -0.2 … 0.996 s, as NICE/ATM save them
+KEEP = slice(50, 300)  # 0 … 0.996 s: the samples the NICE/ATM release keeps
+LAYOUTS = ("nice-atm", "official", "raw")
+
+
+@dataclass
+class SimConfig:
+    n_train_concepts: int = 300
+    exemplars: int = 4
+    n_test_concepts: int = 100
+    n_reps_train: int = 4
+    n_reps_test: int = 20
+    subjects: list[int] = field(default_factory=lambda: [1, 2])
+    image_size: int = 128
+    noise: float = 1.0  # scales background, alpha and sensor noise (difficulty)
+    shared: float = 0.6  # part of each subject's sources shared by all subjects
+    seed: int = 0
+    layouts: list[str] = field(default_factory=lambda: ["nice-atm", "official"])
+    dtype: str = "float64"  # the releases' dtype; float32 halves the files
+    observer_draws: int = 4  # fresh test sets drawn for the ceiling, besides the written one
+
+
+PRESETS: dict[str, SimConfig] = {
+    "tiny": SimConfig(n_train_concepts=12, exemplars=3, n_test_concepts=8, n_reps_train=2,
+                      n_reps_test=4, subjects=[1], image_size=64, layouts=list(LAYOUTS)),
+    "demo": SimConfig(dtype="float32", subjects=[1]),
+    "things": SimConfig(n_train_concepts=1654, exemplars=10, n_test_concepts=200, n_reps_train=4,
+                        n_reps_test=80, subjects=list(range(1, 11)), image_size=224),
+}
+DIFFICULTY = {"easy": 0.6, "default": 1.0, "hard": 1.6}
+
+
+def preset(name: str, difficulty: str = "default", **changes: Any) -> SimConfig:
+    if name not in PRESETS:
+        raise UnknownNameError(f"unknown simulation preset {name!r}; available: {', '.join(PRESETS)}")
+    if difficulty not in DIFFICULTY:
+        raise UnknownNameError(f"unknown difficulty {difficulty!r}; available: {', '.join(DIFFICULTY)}")
+    cfg = replace(PRESETS[name], noise=PRESETS[name].noise * DIFFICULTY[difficulty])
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
+def noise_model(lead, subject: int, cfg: SimConfig) -> NoiseModel:
+    return make_noise(lead, subject, SFREQ, seed=cfg.seed, background=1.0 * cfg.noise,
+                      sensor=0.3 * cfg.noise, alpha=0.5 * cfg.noise)
+
+
+def trials(signal: np.ndarray, noise: NoiseModel, n_reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_images, n_reps, n_chans, n_times) single trials: gain · signal + noise."""
+    n, c, t = signal.shape
+    out = np.empty((n, n_reps, c, t), dtype=np.float32)
+    for r in range(n_reps):
+        out[:, r] = noise.gains(n, rng)[:, None, None] * signal + noise.sample(n, t, rng)
+    return out
+
+
+def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: bool = True,
+             cache_dir: Any = None) -> dict[str, Any]:
+    """Write the dataset of ``cfg`` under ``out`` and return its metadata (also in simulation.json).
+
+    A finished dataset (simulation.json with the same configuration) is left as it is. The
+    EfficientNet-Lite0 embeddings computed for the forward model are stored in the feature
+    cache, so training on the simulated data does not extract them again.
+    """
+    from tqdm.auto import tqdm
+
+    from mindsight.io.images import read_image_set
+    from mindsight.simulate.head import lead_field
+
+    out = Path(out)
+    bad = sorted(set(cfg.layouts) - set(LAYOUTS))
+    if bad:
+        raise DataFormatError(f"unknown layout(s) {bad}; available: {', '.join(LAYOUTS)}")
+    meta_path = out / "simulation.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("config") == asdict(cfg):
+            return meta
+        raise DataFormatError(f"{out} holds a simulation with another configuration; choose another folder")
+    train_c, test_c = stimuli.choose_concepts(cfg.n_train_concepts, cfg.n_test_concepts, cfg.seed)
+    images = stimuli.write_image_set(out / "images", train_c, test_c, cfg.exemplars, cfg.image_size,
+                                     cfg.seed, progress)
+    imgset = read_image_set(images)
+    paths = imgset["train"].paths + imgset["test"].paths
+    names = [imgset["train"].concept_names[c] for c in imgset["train"].concept] + \
+        [imgset["test"].concept_names[c] for c in imgset["test"].concept]
+    levels, embeddings = image_levels(paths, names, device, progress)
+    n_tr = len(imgset["train"])
+    _prime_feature_cache(imgset, embeddings, cache_dir)
+    lead = lead_field()
+    subjects_meta = {}
+    for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
+        rng = np.random.default_rng([cfg.seed, 3000 + s])
+        brain = make_brain(lead, s, {k: v.shape[1] for k, v in levels.items()}, cfg.seed, cfg.shared)
+        noise = noise_model(lead, s, cfg)
+        signal = evoked(brain, levels, TIMES)
+        data = {"train": trials(signal[:n_tr], noise, cfg.n_reps_train, rng),
+                "test": trials(signal[n_tr:], noise, cfg.n_reps_test, rng)}
+        _write_preprocessed(out, s, data, cfg)
+        if "raw" in cfg.layouts:
+            _write_raw(out, s, brain, levels, n_tr, noise, cfg, rng)
+        subjects_meta[str(s)] = ideal_observer(signal[n_tr:], data["test"], noise, cfg, rng)
+    ceiling = {k: float(np.mean([m[k] for m in subjects_meta.values()]))
+               for k in ("ceiling_top1", "ceiling_top5")}
+    meta = {
+        "config": asdict(cfg), "n_way": cfg.n_test_concepts, **ceiling, "subjects": subjects_meta,
+        "ceiling_definition": "ideal-observer n-way retrieval on repetition-averaged test EEG of the "
+                              "63-channel 0–1 s release (see mindsight.simulate.observer)",
+        "stimuli": stimuli.ATTRIBUTION,
+        "forward_model": "see mindsight.simulate.forward / noise and the README",
+    }
+    write_json(meta_path, meta)
+    return meta
+
+
+def _prime_feature_cache(imgset, embeddings: np.ndarray, cache_dir: Any) -> None:
+    from mindsight.embed.features import FeatureTable, cache_path
+
+    n_tr = len(imgset["train"])
+    for part, rows in (("train", slice(0, n_tr)), ("test", slice(n_tr, None))):
+        p = imgset[part]
+        fp = p.fingerprint()
+        path = cache_path("efficientnet-lite0", "image", fp, cache_dir)
+        if not path.is_file():
+            FeatureTable(embeddings[rows], p.files, "efficientnet-lite0", "image", fp,
+                         meta={"source": "extracted", "normalized": False,
+                               "image_root": str(p.root)}).save(path)
+
+
+def ideal_observer(templates: np.ndarray, test_trials: np.ndarray, noise: NoiseModel,
+                   cfg: SimConfig, rng: np.random.Generator) -> dict[str, float]:
+    """Ceiling on this subject's test set: the written data plus ``observer_draws`` fresh ones."""
+    n_reps = test_trials.shape[1]
+    white = whitener(noise, len(TIMES), KEEP, n_averaged=n_reps)
+    tmpl = templates[:, :, KEEP]
+    written = decide(white, tmpl, test_trials.mean(1)[:, :, KEEP])
+    ranks = [written]
+    for _ in range(cfg.observer_draws):
+        ranks.append(decide(white, tmpl, trials(templates, noise, n_reps, rng).mean(1)[:, :, KEEP]))
+    allr = np.concatenate(ranks)
+    return {"ceiling_top1": float((allr < 1).mean()), "ceiling_top5": float((allr < 5).mean()),
+            "ceiling_top1_written_test_set": float((written < 1).mean()),
+            "n_test_sets": len(ranks)}
+
+
+def _write_preprocessed(out: Path, subject: int, data: dict[str, np.ndarray], cfg: SimConfig) -> None:
+    from scipy.signal import resample_poly
+
+    dtype = np.dtype(cfg.dtype)
+    for part, fname in (("train", "training"), ("test", "test")):
+        x = data[part]
+        if "nice-atm" in cfg.layouts:
+            write_pickle_dict(out / "Preprocessed_data_250Hz" / f"sub-{subject:02d}" / f"preprocessed_eeg_{fname}.npy", {
+                "preprocessed_eeg_data": x[..., KEEP].astype(dtype), "ch_names": list(CH_NAMES_63),
+                "times": TIMES.copy()})
+        if "official" in cfg.layouts:
+            pick = [CH_NAMES_63.index(c) for c in CH_NAMES_17]
+            x100 = resample_poly(x[:, :, pick], 2, 5, axis=-1)[..., :100]
+            write_npy_dict(out / "preprocessed_data" / f"sub-{subject:02d}" / f"preprocessed_eeg_{fname}.npy", {
+                "preprocessed_eeg_data": x100.astype(dtype), "ch_names": list(CH_NAMES_17),
+                "times": np.round(np.arange(-20, 80) / 100.0, 2)})
+
+
+def _write_raw(out: Path, subject: int, brain, levels: dict[str, np.ndarray], n_tr: int,
+               noise: NoiseModel, cfg: SimConfig, rng: np.random.Generator) -> None:
+    """One session per partition at 1000 Hz: RSVP with a 200 ms SOA, stim row with 1-based
+    condition codes, plus a few catch trials (99999) that carry no image response."""
+    sfreq, soa = 1000.0, 200
+    t = np.arange(-200, 1000) / sfreq
+    raw_noise = replace(noise, sfreq=sfreq)
+    for fname, rows, reps in (("training", slice(0, n_tr), cfg.n_reps_train),
+                              ("test", slice(n_tr, None), cfg.n_reps_test)):
+        feats = {k: v[rows] for k, v in levels.items()}
+        resp = evoked(brain, feats, t).astype(np.float64)
+        n_img = len(resp)
+        codes = rng.permutation(np.r_[np.repeat(np.arange(1, n_img + 1), reps), [99999] * 3])
+        n_samples = soa * len(codes) + 2000
+        eeg = raw_noise.sample(1, n_samples, rng)[0].astype(np.float64)
+        stim = np.zeros(n_samples)
+        gains = noise.gains(len(codes), rng)
+        for k, code in enumerate(codes):
+            onset = 1000 + soa * k
+            stim[onset] = code
+            if code != 99999:
+                eeg[:, onset - 200 : onset + 1000] += gains[k] * resp[code - 1]
+        ses = out / "raw_data" / f"sub-{subject:02d}" / "ses-01"
+        write_npy_dict(ses / f"raw_eeg_{fname}.npy", {
+            "raw_eeg_data": np.vstack([eeg * 1e-6, stim]), "ch_names": list(CH_NAMES_63) + ["stim"],
+            "ch_types": ["eeg"] * 63 + ["stim"], "sfreq": sfreq, "highpass": 0.01, "lowpass": 100})

@@ -1,0 +1,181 @@
+"""The simulator: public layouts, forward-model statistics, noise, ideal observer, demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mindsight.io.images import read_image_set
+from mindsight.io.things_eeg2 import CH_NAMES_63, find_preprocessed, read_things_eeg2
+from mindsight.recording import check_disjoint_concepts
+from mindsight.simulate import preset, simulate
+from mindsight.simulate.forward import LEVELS, evoked, make_brain
+from mindsight.simulate.head import lead_field
+from mindsight.simulate.noise import NoiseModel, make_noise
+from mindsight.simulate.observer import decide, two_way_accuracy_white, whitener
+from mindsight.simulate.stimuli import openmoji_concepts, render
+
+SIZES = {"low": 8, "mid": 8, "high": 16, "semantic": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    cache = tmp_path_factory.mktemp("sim-cache")
+    meta = simulate(root, preset("tiny"), progress=False, cache_dir=cache)
+    return root, meta, cache
+
+
+def test_written_files_read_back_in_every_public_layout(tiny):
+    root, meta, _ = tiny
+    images = read_image_set(root / "images")
+    assert len(images["train"]) == 12 * 3 and len(images["test"]) == 8
+    assert images.overlapping_concepts() == []
+    train = read_things_eeg2(root / "Preprocessed_data_250Hz", 1, "train", images=images)
+    test = read_things_eeg2(root / "Preprocessed_data_250Hz", 1, "test", images=images)
+    assert train.data.shape == (36 * 2, 63, 250) and test.data.shape == (8 * 4, 63, 250)
+    assert train.sfreq == 250.0 and train.times[0] == 0.0 and train.ch_names == tuple(CH_NAMES_63)
+    assert train.description["layout"] == "nice-atm"
+    check_disjoint_concepts(train, test)
+    official = read_things_eeg2(root / "preprocessed_data", 1, "train", images=images)
+    assert official.data.shape == (72, 17, 100) and official.sfreq == 100.0
+    assert official.times[0] == pytest.approx(-0.2) and official.description["layout"] == "official"
+    layouts = {f.layout for f in find_preprocessed(root)}
+    assert {"official", "nice-atm"} <= layouts
+    assert "CC BY-SA 4.0" in (root / "images" / "LICENSE-images.txt").read_text()
+    saved = json.loads((root / "simulation.json").read_text())
+    assert saved["n_way"] == 8 and 0 < saved["ceiling_top1"] <= 1
+
+
+def test_raw_release_goes_through_mindsight_preprocess(tiny, tmp_path):
+    from mindsight.preprocess.pipeline import VARIANTS, preprocess_subject
+
+    root, _, _ = tiny
+    cfg = VARIANTS["official"].with_overrides(reps_per_session={"train": 2, "test": 4}, mvnn=None)
+    out = preprocess_subject(root / "raw_data", 1, tmp_path, cfg, log=lambda m: None)
+    d = np.load(out["train"], allow_pickle=True).item()
+    assert d["preprocessed_eeg_data"].shape == (36, 2, 17, 100)  # catch trials (99999) dropped
+    # the epochs carry the simulated responses: repetitions of one image agree more than
+    # different images do
+    x = d["preprocessed_eeg_data"][:, :, :, 20:60].reshape(36, 2, -1)
+    same = np.mean([np.corrcoef(x[i, 0], x[i, 1])[0, 1] for i in range(36)])
+    diff = np.mean([np.corrcoef(x[i, 0], x[(i + 1) % 36, 1])[0, 1] for i in range(36)])
+    assert same > diff
+
+
+def test_stimuli_are_named_openmoji_concepts_with_variants():
+    concepts = openmoji_concepts()
+    names = {c.name for c in concepts}
+    assert len(concepts) > 1800 and {"dog_face", "pizza", "aerial_tramway"} <= names
+    waving = next(c for c in concepts if c.name == "waving_hand")
+    assert len(waving.svgs) == 6  # plain + five skin tones = exemplars of one concept
+    pizza = next(c for c in concepts if c.name == "pizza")
+    a, b = np.asarray(render(pizza, 0, 64, 0)), np.asarray(render(pizza, 1, 64, 0))
+    assert a.shape == (64, 64, 3) and not np.array_equal(a, b)  # exemplar 1: moved/rotated/coloured
+    assert np.array_equal(b, np.asarray(render(pizza, 1, 64, 0)))  # deterministic
+
+
+def _levels(n: int, only: str | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {k: (rng.standard_normal((n, d)) if only in (None, k) else np.zeros((n, d)))
+            for k, d in SIZES.items()}
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=lambda lv: lv.name)
+def test_each_level_peaks_at_its_latency(level):
+    brain = make_brain(lead_field(), 1, SIZES)
+    times = np.arange(-50, 250) / 250.0
+    x = evoked(brain, _levels(200, level.name), times, erp_gain=0.0)
+    if level.name == "low":  # the offset response also varies with the first low-level component
+        x = evoked(brain, {**_levels(200, "low"), "low": np.c_[np.zeros((200, 1)), _levels(200, "low")["low"][:, 1:]]},
+                   times, erp_gain=0.0)
+    power = x.var(axis=0).mean(axis=0)  # across-image variance: what carries image information
+    assert abs(times[power.argmax()] - level.latency) < 0.03
+
+
+def test_early_visual_information_is_posterior():
+    lead = lead_field()
+    post = [CH_NAMES_63.index(c) for c in ("O1", "Oz", "O2", "PO7", "PO3", "POz", "PO4", "PO8")]
+    front = [CH_NAMES_63.index(c) for c in ("Fp1", "Fp2", "AF7", "AF3", "AFz", "AF4", "AF8")]
+    ratios = []
+    for s in range(1, 6):
+        topo = make_brain(lead, s, SIZES).topographies["low"]
+        ratios.append((topo[post] ** 2).sum() / (topo[front] ** 2).sum())
+    assert np.median(ratios) > 2
+
+
+def test_subjects_share_part_of_their_sources():
+    lead = lead_field()
+    same = [make_brain(lead, s, SIZES, shared=1.0).weights["high"] for s in (1, 2)]
+    np.testing.assert_allclose(same[0], same[1])
+    part = [make_brain(lead, s, SIZES, shared=0.6).weights["high"].ravel() for s in (1, 2)]
+    r = np.corrcoef(part[0], part[1])[0, 1]
+    assert 0.3 < r < 0.9
+
+
+def test_noise_spectrum_falls_with_frequency_and_has_alpha():
+    from scipy.signal import welch
+
+    lead = lead_field()
+    rng = np.random.default_rng(0)
+    plain = make_noise(lead, 1, 250.0, alpha=0.0, blink_prob=0.0)
+    f, p = welch(plain.sample(40, 500, rng), fs=250.0, nperseg=250, axis=-1)
+    p = p.mean(axis=(0, 1))
+    band = lambda lo, hi: p[(f >= lo) & (f < hi)].mean()  # noqa: E731
+    assert band(2, 6) > band(15, 30) > band(40, 80)
+    with_alpha = make_noise(lead, 1, 250.0, alpha=2.0, blink_prob=0.0)
+    f, q = welch(with_alpha.sample(40, 500, rng), fs=250.0, nperseg=250, axis=-1)
+    q = q.mean(axis=(0, 1))
+    peak = f[(f > 6) & (f < 15)][np.argmax(q[(f > 6) & (f < 15)])]
+    assert abs(peak - with_alpha.alpha_freq) < 1.5
+
+
+def test_blinks_are_frontal():
+    lead = lead_field()
+    noise = make_noise(lead, 1, 250.0)
+    fp = [CH_NAMES_63.index(c) for c in ("Fp1", "Fp2")]
+    occ = [CH_NAMES_63.index(c) for c in ("O1", "Oz", "O2")]
+    assert np.abs(noise.blink_topography[fp]).min() > 3 * np.abs(noise.blink_topography[occ]).max()
+
+
+def test_ideal_observer_matches_the_closed_form_two_way_case():
+    n_chans, n_times, sigma = 4, 20, 1.5
+    noise = NoiseModel(np.zeros((n_chans, 1)), np.zeros((n_chans, 1)), np.zeros(n_chans), 100.0,
+                       background=0.0, sensor=sigma, alpha=0.0, blink_prob=0.0, gain_sd=0.0)
+    rng = np.random.default_rng(0)
+    templates = rng.standard_normal((2, n_chans, n_times))
+    d = float(np.linalg.norm(templates[0] - templates[1]))
+    n = 20000
+    trials = templates[np.arange(n) % 2] + noise.sample(n, n_times, rng)
+    white = whitener(noise, n_times, slice(0, n_times))
+    acc = float((decide(white, templates, trials) == 0).mean())
+    assert acc == pytest.approx(two_way_accuracy_white(d, sigma), abs=0.01)
+
+
+def test_whitener_inverts_the_kronecker_covariance():
+    lead = lead_field()
+    noise = make_noise(lead, 1, 250.0)
+    n_t = 30
+    white = whitener(noise, n_t, slice(0, n_t))
+    a, b = noise.spatial_covariance(), noise.temporal_covariance(n_t)
+    cov = np.kron(a, b) + noise.sensor ** 2 * np.eye(63 * n_t)
+    x = np.random.default_rng(0).standard_normal((2, 63, n_t))
+    explicit = np.einsum("ni,ij,nj->n", x.reshape(2, -1), np.linalg.inv(cov), x.reshape(2, -1))
+    np.testing.assert_allclose((white(x) ** 2).sum(1), explicit, rtol=1e-6)
+
+
+def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
+    from mindsight.demo import run_demo
+
+    m = run_demo(tmp_path / "run", tmp_path / "data", epochs=2, progress=False,
+                 cache_dir=tmp_path / "cache", preset_name="tiny")
+    out = tmp_path / "run"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["ceiling_top1"] == m["ceiling_top1"] and "ridge" in saved["baselines"]
+    assert {"top1", "top5", "k_way", "classification", "protocol"} <= set(saved)
+    report = (out / "report.md").read_text()
+    for fig in ("retrievals.png", "accuracy.png", "training.png", "repetitions.png"):
+        assert f"]({fig})" in report and (out / fig).stat().st_size > 5000
+    assert "ceiling" in report
