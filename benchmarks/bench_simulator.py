@@ -6,7 +6,8 @@
    preset, each with 3 seeds (validation-selected), evaluated on the 100-way test set: top-1 and
    top-5 with a 95 % interval over seeds, next to the ceiling.
 
-Usage: ``python benchmarks/bench_simulator.py [--decoders] [--epochs 20] [--seeds 0 1 2]``.
+Usage: ``python benchmarks/bench_simulator.py [--decoders] [--epochs 20] [--seeds 0 1 2]
+[--noise 1.0] [--encoders atm nice mlp ridge]``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ def main() -> None:
     ap.add_argument("--encoders", nargs="+", default=["atm", "nice", "mlp", "ridge"])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--noise", type=float, default=None, help="noise scale (default: the preset's)")
     args = ap.parse_args()
-    report: dict = {"benchmark": "simulator", "preset": "demo"}
+    report: dict = {"benchmark": "simulator", "preset": "demo", "noise": args.noise}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         t0 = time.perf_counter()
-        meta = simulate(work / "data", preset("demo"), progress=False, cache_dir=work / "cache")
+        meta = simulate(work / "data", preset("demo", noise=args.noise), progress=False,
+                        cache_dir=work / "cache")
         report["simulate_s"] = round(time.perf_counter() - t0, 1)
         from mindsight.io.images import read_image_set
 
