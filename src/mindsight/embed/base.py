@@ -118,21 +118,17 @@ def has_modality(name: str, modality: str) -> bool:
     return modality in EMBEDDERS.entry(name).tags["modality"]
 
 
-def check_image_model(name: str) -> None:
-    """Refuse names that are not registered image embedders, listing the ones that are."""
-    if not has_modality(name, "image"):
-        raise UnknownNameError(
-            f"{name!r} does not embed images; image embedders: {', '.join(embedder_names('image'))}"
-        )
-
-
-def _load_for(modality: str, name: str, device: str, **kwargs: Any) -> Embedder:
-    _ensure_backends()
-    if modality not in EMBEDDERS.entry(name).tags["modality"]:
+def check_modality(name: str, modality: str) -> None:
+    """Refuse names that are not registered ``modality`` embedders, listing the ones that are."""
+    if not has_modality(name, modality):
         noun = "images" if modality == "image" else "text"
         raise UnknownNameError(
             f"{name!r} does not embed {noun}; {modality} embedders: {', '.join(embedder_names(modality))}"
         )
+
+
+def _load_for(modality: str, name: str, device: str, **kwargs: Any) -> Embedder:
+    check_modality(name, modality)
     return load_embedder(name, device, **kwargs)
 
 

@@ -32,7 +32,7 @@ from mindsight._atomic import write_json
 from mindsight.config import RunConfig
 from mindsight.embed.base import (
     DEFAULT_TEXT_MODEL,
-    check_image_model,
+    check_modality,
     has_modality,
     resolve_device,
 )
@@ -147,7 +147,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     if cfg.data.images is None:
         raise DataFormatError("config: data.images is not set (pass --images DIR)")
     ENCODERS.entry(cfg.model.encoder)  # unknown names fail before any work
-    check_image_model(cfg.model.image_model)
+    check_modality(cfg.model.image_model, "image")
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
     images = read_image_set(cfg.data.images)
     check_images(images)
