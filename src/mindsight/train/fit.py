@@ -57,6 +57,15 @@ def _score(metrics: dict[str, float], select_by: str) -> float:
     return -metrics["val_loss"] if select_by == "val_loss" else metrics["val_top1"]
 
 
+def retrieval_top1(pred: torch.Tensor, images: torch.Tensor, image_ids: torch.Tensor) -> float:
+    """Top-1 retrieval of each trial's image (``image_ids``) among the distinct images present,
+    by cosine between ``pred`` and rows of the image table ``images``."""
+    cand_ids = torch.unique(image_ids)
+    cands = F.normalize(images[cand_ids], dim=1)
+    best = cand_ids[(F.normalize(pred, dim=1) @ cands.T).argmax(1)]
+    return float((best == image_ids).float().mean())
+
+
 @torch.no_grad()
 def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_size: int) -> dict[str, float]:
     """Validation loss (fixed batches, fixed order) and top-1 retrieval among validation images."""
@@ -73,12 +82,9 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
         n += len(emb)
         embs.append(emb)
     model.train(was)
-    pred = F.normalize(torch.cat(embs), dim=1)
-    cand_ids = torch.unique(val.image)
-    cands = F.normalize(targets.images[cand_ids], dim=1)
-    best = cand_ids[(pred @ cands.T).argmax(1)]
-    return {"val_loss": total / max(n, 1), "val_top1": float((best == val.image).float().mean()),
-            "val_n_way": int(len(cand_ids))}
+    return {"val_loss": total / max(n, 1),
+            "val_top1": retrieval_top1(torch.cat(embs), targets.images, val.image),
+            "val_n_way": int(len(torch.unique(val.image)))}
 
 
 def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,

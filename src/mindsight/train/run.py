@@ -44,7 +44,7 @@ from mindsight.io.things_eeg2 import read_things_eeg2
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.data import TrialTensors, positions, trial_tensors
-from mindsight.train.fit import EpochCallback, Targets, fit
+from mindsight.train.fit import EpochCallback, Targets, fit, retrieval_top1, validate
 from mindsight.train.model import AlignmentModel, ModelSpec
 
 PACKAGES = ("mindsight", "torch", "numpy", "scipy", "scikit-learn", "mne", "braindecode",
@@ -265,15 +265,10 @@ def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTenso
                      targets: Targets) -> dict[str, Any]:
     """Ridge: solve for every alpha, keep the best on validation top-1; then a least-squares
     text head (if any) from the predicted embeddings to the concept-name embeddings."""
-    from mindsight.train.fit import validate
-
     enc = model.encoder
-    cand_ids = torch.unique(val.image)
-    cands = torch.nn.functional.normalize(targets.images[cand_ids], dim=1)
 
     def top1(pred: torch.Tensor, _: torch.Tensor) -> float:
-        best = cand_ids[(torch.nn.functional.normalize(pred, dim=1) @ cands.T).argmax(1)]
-        return float((best == val.image).float().mean())
+        return retrieval_top1(pred, targets.images, val.image)
 
     scores = enc.fit(train.x, targets.images[train.image], val.x, targets.images[val.image], top1)
     if model.text_head is not None and targets.text_train is not None:
