@@ -82,9 +82,12 @@ def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tens
         out["single_trial"] = {k: st[k] for k in ("top1", "top5", "median_rank", "n_queries")}
     curve: dict[str, list] = {"n": [], "top1": [], "top5": []}
     for n in _repetition_steps(n_max):
-        r = trial_tensors(rec.average_repetitions(n), len(image_feats))
-        r_emb, _ = model.embed(r.x, r.subject)
-        m = retrieval_metrics(r_emb, image_feats, r.image.to(r_emb.device), k_ways=())
+        if n == n_max == counts.max():  # every repetition of every image: the scores above
+            m = out
+        else:
+            r = trial_tensors(rec.average_repetitions(n), len(image_feats))
+            r_emb, _ = model.embed(r.x, r.subject)
+            m = retrieval_metrics(r_emb, image_feats, r.image.to(r_emb.device), k_ways=())
         for key, val in (("n", n), ("top1", m["top1"]), ("top5", m["top5"])):
             curve[key].append(val)
     out["repetitions"] = curve
@@ -122,12 +125,12 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     for fold in folds(cfg):
         fold_dir = run_dir / "folds" / fold.name
         info_path = fold_dir / "fold.json"
-        if not info_path.is_file() or not json.loads(info_path.read_text()).get("complete"):
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        if not info.get("complete"):
             raise MissingFileError(
                 f"{fold_dir}: fold {fold.name} has not finished training; run "
                 f"`mindsight train ... --out {run_dir} --resume` first"
             )
-        info = json.loads(info_path.read_text())
         model = load_model(fold_dir, device)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
         _check_compatible(model, rec, test_feats.dim, image_model, fold_dir)
