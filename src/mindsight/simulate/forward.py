@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mindsight.simulate.head import LeadField
+from mindsight.simulate.head import LeadField, unit_vectors
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ class Brain:
     offset_topography: np.ndarray  # (n_chans,)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
 def make_brain(lead: LeadField, subject: int, n_features: dict[str, int], seed: int = 0,
                shared: float = 0.6) -> Brain:
     """Subject ``subject``'s sources; ``shared`` ∈ [0, 1] is the part common to all subjects."""
@@ -77,19 +73,17 @@ def make_brain(lead: LeadField, subject: int, n_features: dict[str, int], seed: 
         return np.where(moved, pick, base)
 
     def orient(n: int) -> np.ndarray:
-        return _unit(a * _unit(common.normal(size=(n, 3))) + b * _unit(own.normal(size=(n, 3))))
-
-    def norm_topo(t: np.ndarray) -> np.ndarray:
-        return t / np.linalg.norm(t, axis=0, keepdims=True)
+        return unit_vectors(a * unit_vectors(common.normal(size=(n, 3)))
+                            + b * unit_vectors(own.normal(size=(n, 3))))
 
     for lv in LEVELS:
         dip = sources(*lv.region, lv.n_sources)
-        topo[lv.name] = norm_topo(lead.topography(dip, orient(lv.n_sources)))
+        topo[lv.name] = lead.topography(dip, orient(lv.n_sources))
         k = n_features[lv.name]
         w = a * common.normal(size=(lv.n_sources, k)) + b * own.normal(size=(lv.n_sources, k))
         weights[lv.name] = lv.gain * w / np.sqrt(k)
-    erp = norm_topo(lead.topography(sources(0.0, 0.3, 2), orient(2)))
-    offset = norm_topo(lead.topography(sources(0.0, 0.2, 1), orient(1)))[:, 0]
+    erp = lead.topography(sources(0.0, 0.3, 2), orient(2))
+    offset = lead.topography(sources(0.0, 0.2, 1), orient(1))[:, 0]
     return Brain(subject, topo, weights, float(own.normal(0, 0.01)), erp, offset)
 
 

@@ -23,13 +23,20 @@ class LeadField:
     ch_positions: np.ndarray  # (n_chans, 3)
 
     def topography(self, dipoles: np.ndarray, orientations: np.ndarray) -> np.ndarray:
-        """(n_chans, n) scalp maps of dipoles ``dipoles`` with unit ``orientations`` (n, 3)."""
-        return np.einsum("cnk,nk->cn", self.gain[:, dipoles], orientations)
+        """(n_chans, n) scalp maps of dipoles ``dipoles`` with ``orientations`` (n, 3), each
+        scaled to unit norm (source strengths are set by the models, not by depth)."""
+        maps = np.einsum("cnk,nk->cn", self.gain[:, dipoles], orientations)
+        return maps / np.linalg.norm(maps, axis=0, keepdims=True)
 
     def posterior_rank(self) -> np.ndarray:
         """0 for the most posterior dipole … 1 for the most anterior."""
         order = np.argsort(np.argsort(self.positions[:, 1]))
         return order / max(len(order) - 1, 1)
+
+
+def unit_vectors(v: np.ndarray) -> np.ndarray:
+    """Rows of ``v`` scaled to unit length."""
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 @lru_cache(maxsize=2)

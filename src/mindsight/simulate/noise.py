@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mindsight.simulate.head import LeadField
+from mindsight.simulate.head import LeadField, unit_vectors
 
 FRONTAL = ("Fp1", "Fp2", "AF7", "AF3", "AFz", "AF4", "AF8", "F1", "Fz", "F2")
 
@@ -86,11 +86,9 @@ class NoiseModel:
 def make_noise(lead: LeadField, subject: int, sfreq: float, seed: int = 0, n_background: int = 60,
                **levels: float) -> NoiseModel:
     rng = np.random.default_rng([seed, 2000 + subject])
-    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
 
     def topo(dipoles: np.ndarray) -> np.ndarray:
-        t = lead.topography(dipoles, unit(rng.normal(size=(len(dipoles), 3))))
-        return t / np.linalg.norm(t, axis=0, keepdims=True)
+        return lead.topography(dipoles, unit_vectors(rng.normal(size=(len(dipoles), 3))))
 
     rank = lead.posterior_rank()
     bg = topo(rng.choice(len(rank), n_background, replace=False))
