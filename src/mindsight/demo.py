@@ -37,7 +37,7 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", 
     if epochs is not None:
         cfg.train.epochs = epochs
     train_run(cfg, out, resume=True, progress=progress, cache_dir=cache_dir)
-    ridge_cfg = RunConfig.from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "encoder": "ridge"}})
+    ridge_cfg = cfg.override(["model.encoder=ridge"])
     train_run(ridge_cfg, out / "baseline-ridge", resume=True, progress=progress, cache_dir=cache_dir)
     ridge = evaluate_run(out / "baseline-ridge", progress=progress, cache_dir=cache_dir, single_trial=False)
     m = evaluate_run(out, progress=progress, cache_dir=cache_dir)
