@@ -150,11 +150,21 @@ def image_features(
     embedder = embedder or load_image_embedder(model, device)
     feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size, progress,
                                desc=f"{model} {partition.name} images")
-    table = FeatureTable(feats, partition.files, model, "image", fingerprint,
+    table = store_image_features(partition, model, feats, cache_dir)
+    _clear_partial(path)
+    return table
+
+
+def store_image_features(partition: ImagePartition, model: str, features: np.ndarray,
+                         cache_dir: str | os.PathLike | None = None) -> FeatureTable:
+    """Cache ``features`` (rows in ``partition`` order) as ``model``'s embeddings of it, where
+    :func:`image_features` finds them (used when they were computed elsewhere, e.g. by the
+    simulator)."""
+    fingerprint = partition.fingerprint()
+    table = FeatureTable(features, partition.files, model, "image", fingerprint,
                          meta={"source": "extracted", "normalized": False,
                                "image_root": str(partition.root)})
-    table.save(path)
-    _clear_partial(path)
+    table.save(cache_path(model, "image", fingerprint, cache_dir))
     return table
 
 

@@ -146,17 +146,13 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
 
 
 def _prime_feature_cache(imgset, embeddings: np.ndarray, cache_dir: Any) -> None:
-    from mindsight.embed.features import FeatureTable, cache_path
+    from mindsight.embed.features import cache_path, store_image_features
 
     n_tr = len(imgset["train"])
     for part, rows in (("train", slice(0, n_tr)), ("test", slice(n_tr, None))):
         p = imgset[part]
-        fp = p.fingerprint()
-        path = cache_path("efficientnet-lite0", "image", fp, cache_dir)
-        if not path.is_file():
-            FeatureTable(embeddings[rows], p.files, "efficientnet-lite0", "image", fp,
-                         meta={"source": "extracted", "normalized": False,
-                               "image_root": str(p.root)}).save(path)
+        if not cache_path("efficientnet-lite0", "image", p.fingerprint(), cache_dir).is_file():
+            store_image_features(p, "efficientnet-lite0", embeddings[rows], cache_dir)
 
 
 def ideal_observer(templates: np.ndarray, test_trials: np.ndarray, noise: NoiseModel,
