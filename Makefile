@@ -23,7 +23,7 @@ export TOKENIZERS_PARALLELISM ?= false
 help:
 	@echo "make install   create $(VENV) and install mindsight with its dependencies"
 	@echo "make test      install, then run the test suite (what CI runs)"
-	@echo "make demo      install, then simulate data, train ATM + ridge, evaluate, write runs/demo/report.md"
+	@echo "make demo      install, then simulate data, train ATM + ridge, evaluate, reconstruct, write runs/demo/report.md"
 	@echo "make lint      ruff over src/ tests/ benchmarks/"
 	@echo "make bench     install, then run the benchmarks (results go to benchmarks/results/)"
 	@echo "make clean     remove $(VENV) and caches"
@@ -53,6 +53,8 @@ bench: install
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_retrieval.py
 	$(PY) benchmarks/bench_simulator.py --decoders
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_reconstruction_metrics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

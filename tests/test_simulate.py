@@ -179,3 +179,22 @@ def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
     for fig in ("retrievals.png", "accuracy.png", "training.png", "repetitions.png"):
         assert f"]({fig})" in report and (out / fig).stat().st_size > 5000
     assert "ceiling" in report
+    # the reconstruction step: images, grid, metrics of every condition, and the report section
+    rec = json.loads((out / "reconstruction" / "builtin" / "reconstruction.json").read_text())
+    assert set(rec["metrics"]) == {"reconstructed", "upper_bound", "chance", "blurry"}
+    for cond in ("reconstructed", "upper_bound", "chance"):
+        assert isinstance(rec["metrics"][cond]["pixcorr"], float)
+        assert len(list((out / "reconstruction" / "builtin" / cond).glob("*.png"))) == rec["n_images"]
+    assert rec["prior"]["parameters"] > 0 and rec["lowlevel"]["alpha"] > 0
+    assert "## Reconstruction" in report and "grid.png" in report
+    assert (out / "reconstruction" / "builtin" / "grid.png").stat().st_size > 5000
+    # the command line, without prior and low-level pathway, on 3 items; and a missing weight file
+    from test_cli import run, run_main
+
+    res = run("reconstruct", out, "--no-prior", "--no-lowlevel", "--max-images", 3, "--steps", 4,
+              "--out", tmp_path / "rc", "--no-progress")
+    assert res.exit_code == 0, res.output
+    rc = json.loads((tmp_path / "rc" / "reconstruction.json").read_text())
+    assert rc["n_images"] == 3 and rc["prior"] is None and "blurry" not in rc["metrics"]
+    assert "reconstructed" in res.output
+    assert run_main("reconstruct", out, "--weights", tmp_path / "none.safetensors") == 2

@@ -202,6 +202,20 @@ def models() -> None:
             for e in ENCODERS]
     console.print(_table(rows, ["name", "parameters", "description"],
                          title="brain encoders (parameters for 63 ch × 250 samples → 1024-d)"))
+    from mindsight.generate.base import GENERATORS, generator_names, load_generator
+
+    rows = []
+    for name in generator_names():
+        e = GENERATORS.entry(name)
+        params = "–"
+        if e.tags.get("offline"):
+            try:
+                params = f"{sum(load_generator(name).parameter_counts().values()):,}"
+            except MindsightError as exc:
+                params = f"unavailable: {exc}"
+        rows.append({"name": name, "offline": "yes" if e.tags.get("offline") else "needs hub",
+                     "parameters": params, "description": e.description})
+    console.print(_table(rows, ["name", "offline", "parameters", "description"], title="image generators"))
 
 
 @app.command()
@@ -294,6 +308,81 @@ def simulate(
 
 
 @app.command()
+def reconstruct(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    generator: Annotated[str, typer.Option(help="Stage II generator; see `mindsight models`.")] = "builtin",
+    out: Annotated[Path | None, typer.Option(help="Output folder [RUN_DIR/reconstruction/GENERATOR].")] = None,
+    fold: Annotated[str | None, typer.Option(help="Fold to reconstruct, e.g. sub-01_seed-0 [first].")] = None,
+    prior: Annotated[bool, typer.Option(help="Stage I diffusion prior (else the EEG embedding conditions directly).")] = True,
+    lowlevel: Annotated[bool, typer.Option(help="Low-level pathway: blurry image from EEG → img2img.")] = True,
+    postprocess: Annotated[bool, typer.Option(help="Re-standardise predicted latents to training statistics.")] = False,
+    strength: Annotated[float, typer.Option(help="img2img strength (1 = ignore the blurry image).")] = 0.8,
+    steps: Annotated[int | None, typer.Option(help="Generator sampling steps [generator's default].")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Generator guidance scale [generator's default].")] = None,
+    prior_steps: Annotated[int | None, typer.Option(help="Prior sampling steps [50].")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Generator weight file/folder (builtin: .safetensors; sdxl: model id or path).")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Only the first N test items.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Reconstruct the test images of a run (prior → low-level → generator) and score them."""
+    from mindsight.embed.base import resolve_device
+    from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
+
+    rc = ReconstructConfig(generator=generator, fold=fold, prior=prior, lowlevel=lowlevel,
+                           postprocess=postprocess, strength=strength, steps=steps, guidance_scale=guidance,
+                           seed=seed, max_images=max_images)
+    if prior_steps is not None:
+        rc.prior_config.steps = prior_steps
+    if weights is not None:
+        rc.generator_options["weights" if generator == "builtin" else "model_id"] = str(weights)
+    dest = out or run_dir / "reconstruction" / generator
+    rep = reconstruct_run(run_dir, rc, out=dest, device=resolve_device(device), progress=progress,
+                          cache_dir=cache_dir, log=console.print)
+    from mindsight.generate.figures import METRIC_LABELS
+
+    rows = []
+    for cond, m in rep.get("metrics", {}).items():
+        rows.append({"condition": cond, **{lab: ("–" if m.get(k) is None else f"{m[k]:.3f}")
+                                           for k, lab in METRIC_LABELS}})
+    console.print(_table(rows, ["condition", *[lab for _, lab in METRIC_LABELS]],
+                         title=f"reconstruction metrics ({rep['n_images']} test images, {generator})"))
+    console.print(f"images, grid and reconstruction.json → {dest}")
+
+
+@app.command("train-generator")
+def train_generator(
+    out: Annotated[Path, typer.Option(help="Work folder (rendered set, resumable checkpoint, result).")] = Path("runs/generator"),
+    ae_steps: Annotated[int | None, typer.Option(help="Autoencoder training steps.")] = None,
+    diffusion_steps: Annotated[int | None, typer.Option(help="Latent diffusion training steps.")] = None,
+    exemplars: Annotated[int | None, typer.Option(help="Pictures per concept.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    install: Annotated[bool, typer.Option(help="Copy the result over the packaged weights.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the built-in generator from scratch on rendered stimuli (resumes an interrupted run)."""
+    import shutil
+
+    from mindsight.embed.base import resolve_device
+    from mindsight.generate.generators.builtin import shipped_weights
+    from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+
+    cfg = GeneratorTrainConfig()
+    for key, val in (("ae_steps", ae_steps), ("diffusion_steps", diffusion_steps),
+                     ("exemplars", exemplars), ("batch_size", batch_size)):
+        if val is not None:
+            setattr(cfg, key, val)
+    path = train_builtin(out, cfg, device=resolve_device(device), progress=progress, log=console.print)
+    if install:
+        shutil.copyfile(path, shipped_weights())
+    console.print(f"generator weights → {path}" + (f" (installed as {shipped_weights()})" if install else
+                                                    f"\nuse them: mindsight reconstruct RUN_DIR --weights {path}"))
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
     data: Annotated[Path, typer.Option(help="Where the simulated dataset goes (reused if there).")] = Path("data/sim-demo"),
@@ -311,6 +400,27 @@ def demo(
     console.print(f"ATM {100 * m['top1']:.1f} % · ridge {100 * m['baselines']['ridge']['top1']:.1f} % · "
                   f"ceiling {100 * m['ceiling_top1']:.1f} % · chance {100 * m['chance_top1']:.1f} % "
                   f"({m['n_way']}-way top-1)\nreport → {out / 'report.md'}")
+
+
+@app.command("evaluate-reconstruction")
+def evaluate_reconstruction(
+    seen: Annotated[Path, typer.Option("--seen", help="Folder of the images the subject saw.")],
+    generated: Annotated[Path, typer.Option("--generated", help="Folder of the reconstructions, same file names (png/jpg).")],
+    out: Annotated[Path | None, typer.Option(help="JSON file to write [GENERATED/reconstruction_metrics.json].")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only these metrics (repeatable) [all].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Score reconstructions against the seen images: PixCorr, SSIM, AlexNet(2/5), Inception, CLIP
+    two-way identification, EffNet-B, SwAV, CLIP score."""
+    from mindsight.evaluate.reconstruction import evaluate_folders, summary_rows
+
+    m = evaluate_folders(seen, generated, out=out, device=device, metrics=metric or None,
+                         batch_size=batch_size, progress=progress)
+    console.print(_table(summary_rows(m), ["metric", "value", "better", "chance", "weights / reason"],
+                         title=f"reconstruction metrics ({m['n_images']} image pairs)"))
+    console.print(f"metrics → {m['out']}")
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """``make demo`` / ``mindsight demo``: the main job on the built-in simulated dataset.
 
 Simulate the demo preset (once), train ATM on subject 1 with validation-based selection, train
-the ridge baseline the same way, evaluate both on the test set, and write ``RUN_DIR/report.md``
+the ridge baseline the same way, evaluate both on the test set, reconstruct the test images with
+the built-in generator (prior + low-level pathway + img2img), and write ``RUN_DIR/report.md``
 with figures. A second run reuses the dataset, the feature cache and the finished folds.
 """
 
@@ -25,7 +26,8 @@ DEMO_CONFIG: dict[str, Any] = {
 
 def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", *,
              epochs: int | None = None, progress: bool = True, cache_dir: Any = None,
-             preset_name: str = "demo") -> dict[str, Any]:
+             preset_name: str = "demo", reconstruct: bool = True,
+             reconstruct_config: Any = None) -> dict[str, Any]:
     from mindsight.evaluate import evaluate_run
     from mindsight.simulate import preset, simulate
     from mindsight.train import train_run
@@ -46,12 +48,20 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", 
                                 "median_rank": ridge["median_rank"]}}
     m["protocol"]["dataset"] = f"mindsight simulator, preset {preset_name} ({data})"
     write_json(out / "metrics.json", m)
-    write_report(out, m, sim, cfg, cache_dir)
+    rec = None
+    if reconstruct:
+        from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
+
+        rec = reconstruct_run(out, reconstruct_config or ReconstructConfig(), progress=progress,
+                              cache_dir=cache_dir, log=lambda *a: None)
+    write_report(out, m, sim, cfg, cache_dir, rec)
     return m
 
 
-def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConfig, cache_dir: Any) -> Path:
-    """``report.md`` with the headline numbers, the protocol and four figures."""
+def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConfig, cache_dir: Any,
+                 rec: dict[str, Any] | None = None) -> Path:
+    """``report.md`` with the headline numbers, the protocol, four figures and (if ``rec``) the
+    reconstruction section."""
     import torch
 
     from mindsight.embed.features import image_features
@@ -89,6 +99,8 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
         lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
         lines.append("")
     lines += ["## Figures", ""] + [f"![{k}]({p.name})" for k, p in figs.items()] + [""]
+    if rec is not None:
+        lines += reconstruction_section(out, rec)
     p = m["protocol"]
     lines += ["## Protocol", "",
               f"Encoder `{p['encoder']}`, image model `{p['image_model']}`, selection on a validation "
@@ -98,3 +110,36 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     return path
+
+
+def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
+    """Markdown lines: the reconstruction grid, the metrics of every condition, and a bar chart."""
+    from mindsight.generate.figures import METRIC_LABELS, plot_metrics
+
+    rdir = Path(rec["output"]).relative_to(out) if "output" in rec else Path("reconstruction") / rec["config"]["generator"]
+    metrics = rec.get("metrics", {})
+    keys = METRIC_LABELS + EXTRA_METRICS
+    keys = [(k, lab) for k, lab in keys if any(mm.get(k) is not None for mm in metrics.values())]
+    fig = plot_metrics(out / "reconstruction_metrics.png", metrics, keys) if keys else None
+    gen = rec["generator"]
+    lines = ["## Reconstruction", "",
+             f"Generator `{gen['name']}` ({sum(gen['parameters'].values()):,} parameters) conditioned on "
+             f"`{gen['embedding_model']}` embeddings; diffusion prior "
+             f"{'off' if rec['prior'] is None else format(rec['prior']['parameters'], ',') + ' parameters'}; "
+             f"low-level pathway {'off' if rec['lowlevel'] is None else 'on'} (img2img strength "
+             f"{rec['config']['strength']}). Conditions: EEG reconstructions, the generator given the true "
+             "embedding (upper bound), and random training images (chance). Two-way identification: chance 0.5.", "",
+             f"![reconstructions]({rdir / 'grid.png'})", ""]
+    if keys:
+        lines += ["| condition | " + " | ".join(lab for _, lab in keys) + " |", "|---|" + "---|" * len(keys)]
+        for cond, mm in metrics.items():
+            lines.append(f"| {cond} | " + " | ".join("–" if mm.get(k) is None else f"{mm[k]:.3f}" for k, _ in keys) + " |")
+        lines += ["", f"![reconstruction metrics]({fig.name})", ""]
+    missing = sorted({f"{k}: {why}" for mm in metrics.values() for k, why in (mm.get("reasons") or {}).items()})
+    if missing:
+        lines += ["Metrics without their backbone's real weights on this machine (null in "
+                  "`reconstruction.json`): " + "; ".join(missing[:9]), ""]
+    return lines
+
+
+EXTRA_METRICS = [("lite0_2way", "Lite0 2-way ↑")]

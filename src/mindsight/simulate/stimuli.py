@@ -9,6 +9,7 @@ exemplars by documented changes of scale (0.55–1.0), position (±15 % of the s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ ATTRIBUTION = ("Stimulus images: OpenMoji (https://openmoji.org), the open-sourc
                "project, licensed CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/). "
                "Rendered, and for some exemplars scaled, moved, rotated and placed on a coloured "
                "background, by mindsight's simulator.")
+RESERVED_PERCENT = 15
 _SKIN = re.compile(r"(_(light|medium-light|medium|medium-dark|dark)_skin_tone)+")
 
 
@@ -79,8 +81,19 @@ def render(concept: Concept, exemplar: int, size: int, seed: int) -> Image.Image
     return bg.convert("RGB")
 
 
+def is_reserved(name: str) -> bool:
+    """Whether a concept belongs to the fixed ~15 % that the built-in generator never trains on.
+
+    The simulator draws its test concepts from these, so reconstructing a test image is never
+    a recall of a picture the generator has seen. The split is a hash of the name: stable
+    across machines, versions and seeds.
+    """
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100 < RESERVED_PERCENT
+
+
 def choose_concepts(n_train: int, n_test: int, seed: int) -> tuple[list[Concept], list[Concept]]:
-    """Disjoint random training and test concepts."""
+    """Disjoint random training and test concepts; test concepts come from the reserved ones
+    (:func:`is_reserved`) while there are enough of them."""
     concepts = openmoji_concepts()
     if n_train + n_test > len(concepts):
         raise MindsightError(
@@ -88,8 +101,14 @@ def choose_concepts(n_train: int, n_test: int, seed: int) -> tuple[list[Concept]
             "test concepts were asked for"
         )
     order = np.random.default_rng(seed).permutation(len(concepts))
-    train = sorted((concepts[i] for i in order[:n_train]), key=lambda c: c.name)
-    test = sorted((concepts[i] for i in order[n_train : n_train + n_test]), key=lambda c: c.name)
+    reserved = [i for i in order if is_reserved(concepts[i].name)]
+    rest = [i for i in order if not is_reserved(concepts[i].name)]
+    pool = reserved + rest  # test concepts first from the reserved ones
+    test_idx = pool[:n_test]
+    taken = set(test_idx)
+    train_idx = [i for i in rest + reserved if i not in taken][:n_train]
+    train = sorted((concepts[i] for i in train_idx), key=lambda c: c.name)
+    test = sorted((concepts[i] for i in test_idx), key=lambda c: c.name)
     return train, test
 
 

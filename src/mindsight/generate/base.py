@@ -1,0 +1,87 @@
+"""What every image generator offers the reconstruction pipeline, and the generator registry.
+
+A generator turns image embeddings (of one named embedding space, e.g. ``efficientnet-lite0``
+or ``clip-vit-h-14``) into pictures, optionally starting from an initial image (img2img, the
+low-level pathway's blurry image). It also owns the image autoencoder whose latents the
+low-level pathway regresses from brain data. Images are float tensors (n, 3, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mindsight.registry import Registry
+
+
+class Autoencoder(ABC):
+    """Image ↔ latent map of a generator: the low-level pathway's target space."""
+
+    image_size: int  # side in pixels of the images it encodes and decodes
+    latent_shape: tuple[int, int, int]  # (channels, height, width)
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, 3, image_size, image_size) in [0, 1] → (n, *latent_shape)."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(n, *latent_shape) → (n, 3, image_size, image_size) in [0, 1]."""
+
+
+class Generator(ABC):
+    """Image embeddings (+ optional initial images and captions) → images."""
+
+    name: str
+    embedding_model: str  # the mindsight image embedder whose space conditions the generator
+    embedding_dim: int
+    image_size: int  # side in pixels of the generated images
+    autoencoder: Autoencoder
+
+    @abstractmethod
+    def generate(self, embeddings: torch.Tensor, *, init_images: torch.Tensor | None = None,
+                 strength: float = 0.8, captions: Sequence[str] | None = None,
+                 guidance_scale: float | None = None, steps: int | None = None,
+                 seed: int = 0) -> torch.Tensor:
+        """Images (n, 3, image_size, image_size) in [0, 1] for ``embeddings`` (n, embedding_dim).
+
+        ``init_images`` (n, 3, h, w) in [0, 1], any size, start generation from a noised copy
+        (img2img): ``strength`` 1 ignores them, 0 returns them unchanged. ``None`` for
+        ``guidance_scale`` or ``steps`` means the generator's default. Same seed, same images.
+        """
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The generator's networks by part name (for parameter counts and devices)."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules().items()}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary recorded with every reconstruction."""
+        return {"name": self.name, "embedding_model": self.embedding_model,
+                "embedding_dim": self.embedding_dim, "image_size": self.image_size,
+                "latent_shape": list(self.autoencoder.latent_shape),
+                "parameters": self.parameter_counts()}
+
+
+GENERATORS: Registry[Generator] = Registry("generator")
+
+
+def load_generator(name: str, device: str = "cpu", **kwargs: Any) -> Generator:
+    """Build the generator registered as ``name`` (see ``generator_names()``)."""
+    _ensure_generators()
+    return GENERATORS.build(name, device=device, **kwargs)
+
+
+def generator_names() -> list[str]:
+    _ensure_generators()
+    return GENERATORS.names()
+
+
+def _ensure_generators() -> None:
+    import mindsight.generate.generators  # noqa: F401  (registers the built-in ones)

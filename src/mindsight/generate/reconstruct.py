@@ -1,0 +1,253 @@
+"""``mindsight reconstruct RUN_DIR``: reconstruct every test image of one fold, and score it.
+
+Everything is fitted on the fold's *training* images only (the prior and the low-level decoder;
+the fold's validation concepts select their epoch and regularisation), then applied once to the
+test EEG. Three sets of pictures are scored against the seen images with the same metrics:
+
+- ``reconstructed``: EEG → (prior) → generator, img2img from the low-level blurry image;
+- ``upper_bound``: the generator given the *true* image embedding of each test image;
+- ``chance``: random training images (what any picture of the domain scores).
+
+Output (default ``RUN_DIR/reconstruction/<generator>/``): ``seen/``, ``reconstructed/``,
+``blurry/``, ``upper_bound/``, ``chance/`` (one PNG per test item, same names), ``grid.png`` and
+``reconstruction.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindsight._atomic import atomic_path, write_json
+from mindsight.config import RunConfig
+from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.evaluate.reconstruction import load_images
+from mindsight.generate.base import Generator, load_generator
+from mindsight.generate.lowlevel import LowLevelDecoder
+from mindsight.generate.pipeline import ReconstructionPipeline
+from mindsight.generate.prior import DiffusionPrior, PriorConfig
+
+
+@dataclass
+class ReconstructConfig:
+    """Settings of one reconstruction job (recorded in ``reconstruction.json``)."""
+
+    generator: str = "builtin"
+    generator_options: dict[str, Any] = field(default_factory=dict)  # e.g. weights=, model_id=
+    fold: str | None = None  # default: the run's first fold
+    prior: bool = True
+    prior_config: PriorConfig = field(default_factory=PriorConfig)
+    lowlevel: bool = True
+    postprocess: bool = False  # Benchetrit et al.'s latent re-standardisation
+    strength: float = 0.8  # img2img strength from the blurry image (1 = ignore it)
+    steps: int | None = None  # generator's default when None
+    guidance_scale: float | None = None
+    seed: int = 0
+    max_images: int | None = None  # first N test items (all by default)
+    n_grid: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def save_images(images: torch.Tensor, folder: Path, names: list[str]) -> None:
+    """One PNG per image, each written atomically."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    for a, name in zip(arr, names, strict=True):
+        with atomic_path(folder / f"{name}.png") as tmp:
+            Image.fromarray(a).save(tmp, format="PNG")
+
+
+def _select_fold(run_dir: Path, cfg: RunConfig, name: str | None) -> tuple[Any, Path]:
+    from mindsight.train.run import folds
+
+    all_folds = folds(cfg)
+    chosen = [f for f in all_folds if name in (None, f.name)]
+    if not chosen:
+        raise DataFormatError(f"{run_dir}: no fold {name!r}; folds: {', '.join(f.name for f in all_folds)}")
+    fold = chosen[0]
+    fold_dir = run_dir / "folds" / fold.name
+    info_path = fold_dir / "fold.json"
+    complete = info_path.is_file() and json.loads(info_path.read_text()).get("complete")
+    if not complete or not (fold_dir / "model.safetensors").is_file():
+        raise MissingFileError(
+            f"{fold_dir}: no trained encoder (model.safetensors of a finished fold); train it first: "
+            f"`mindsight train --out {run_dir} ...` (add --resume to finish an interrupted run)")
+    return fold, fold_dir
+
+
+def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
+    if gen.embedding_model != image_model:
+        raise DataFormatError(
+            f"{run_dir}: the encoder predicts {image_model} embeddings but generator {gen.name!r} is "
+            f"conditioned on {gen.embedding_model}; train with --image-model {gen.embedding_model} "
+            "or choose a generator for this space (`mindsight models`)")
+
+
+def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *, out: str | Path | None = None,
+                    device: str = "cpu", progress: bool = True, cache_dir: Any = None,
+                    score: bool = True, log: Any = print) -> dict[str, Any]:
+    """Fit stage I and the low-level pathway on the fold's training data, reconstruct its test
+    images, score them (with the upper bound and chance), write the outputs; return the JSON."""
+    from mindsight.embed.features import image_features
+    from mindsight.evaluate.run import load_model
+    from mindsight.io.images import read_image_set
+    from mindsight.train.data import trial_tensors
+    from mindsight.train.run import check_images, load_partition
+
+    rc = rc or ReconstructConfig()
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first with `mindsight train`")
+    cfg = RunConfig.load(run_dir / "config.yaml")
+    fold, fold_dir = _select_fold(run_dir, cfg, rc.fold)
+    gen = load_generator(rc.generator, device=device, **rc.generator_options)
+    _check_space(gen, cfg.model.image_model, run_dir)
+    out = Path(out) if out is not None else run_dir / "reconstruction" / rc.generator
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    images = read_image_set(cfg.data.images)
+    check_images(images)
+    train_feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
+                                 device=device, progress=progress)
+    test_feats = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
+                                device=device, progress=progress)
+    model = load_model(fold_dir, device)
+
+    # ---- training data of this fold: averaged trials, the same validation concepts as training
+    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
+    from mindsight.recording import Recording
+
+    rec = Recording.concatenate(recs) if len(recs) > 1 else recs[0]
+    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=fold.seed)
+    train_t = trial_tensors(train_rec.average_repetitions(), len(train_feats))
+    val_t = trial_tensors(val_rec.average_repetitions(), len(train_feats))
+    feats = torch.from_numpy(train_feats.features)
+
+    prior = None
+    prior_info: dict[str, Any] | None = None
+    if rc.prior:
+        t0 = time.perf_counter()
+        key = _fingerprint({"cfg": rc.prior_config.to_dict(), "fold": fold.name, "seed": rc.seed})
+        path = fold_dir / f"prior-{key}.safetensors"
+        if path.is_file():
+            prior, meta = DiffusionPrior.load(path, device)
+            prior_info = meta["info"]
+        else:
+            tr_emb, _ = model.embed(train_t.x, train_t.subject)
+            va_emb, _ = model.embed(val_t.x, val_t.subject)
+            prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
+            prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
+                                   seed=rc.seed, progress=progress)
+            prior.save(path, {"info": prior_info})
+        timings["prior_fit_s"] = time.perf_counter() - t0
+
+    lowlevel = None
+    low_info: dict[str, Any] | None = None
+    if rc.lowlevel:
+        t0 = time.perf_counter()
+        key = _fingerprint({"generator": gen.describe()["latent_shape"], "name": rc.generator,
+                            "options": rc.generator_options, "fold": fold.name})
+        path = fold_dir / f"lowlevel-{rc.generator}-{key}.safetensors"
+        if path.is_file():
+            lowlevel, meta = LowLevelDecoder.load(path, device)
+            low_info = meta["info"]
+        else:
+            paths = images["train"].paths  # the autoencoder resizes the 256 px images to its own size
+            latents = torch.cat([gen.autoencoder.encode(load_images(paths[i : i + 256]).to(device)).cpu()
+                                 for i in range(0, len(paths), 256)])
+            lowlevel = LowLevelDecoder(rec.n_chans, rec.n_times, rec.sfreq, gen.autoencoder.latent_shape,
+                                       device=device)
+            low_info = lowlevel.fit(train_t.x, latents[train_t.image], val_t.x, latents[val_t.image])
+            lowlevel.save(path, {"info": low_info})
+        timings["lowlevel_fit_s"] = time.perf_counter() - t0
+
+    # ---- the test set, once
+    test_rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
+    test_t = trial_tensors(test_rec.average_repetitions(), len(test_feats))
+    order = torch.argsort(test_t.image)
+    if rc.max_images is not None:
+        order = order[: rc.max_images]
+    x, subj, idx = test_t.x[order], test_t.subject[order], test_t.image[order]
+    brain_emb, _ = model.embed(x, subj)
+    paths = [images["test"].paths[i] for i in idx.tolist()]
+    names = [p.stem for p in paths]
+
+    pipe = ReconstructionPipeline(gen, prior, lowlevel, strength=rc.strength, guidance_scale=rc.guidance_scale,
+                                  steps=rc.steps, postprocess=rc.postprocess)
+    t0 = time.perf_counter()
+    result = pipe(brain_emb, x, seed=rc.seed)
+    timings["reconstruct_s"] = time.perf_counter() - t0
+    timings["per_image_s"] = timings["reconstruct_s"] / len(names)
+    true_emb = torch.from_numpy(test_feats.features)[idx]
+    upper = gen.generate(true_emb, strength=1.0, guidance_scale=rc.guidance_scale, steps=rc.steps, seed=rc.seed)
+    rng = np.random.default_rng(rc.seed)
+    chance_paths = [images["train"].paths[i] for i in rng.choice(len(images["train"]), len(names), replace=False)]
+
+    seen, chance = load_images(paths), load_images(chance_paths)  # 256 px, as the metrics see them
+    save_images(seen, out / "seen", names)
+    save_images(result.images, out / "reconstructed", names)
+    save_images(upper, out / "upper_bound", names)
+    save_images(chance, out / "chance", names)
+    if result.blurry is not None:
+        save_images(result.blurry, out / "blurry", names)
+
+    # embedding-space check of stage I: does the prior move brain embeddings toward the truth?
+    def cos(a: torch.Tensor) -> float:
+        return float(torch.nn.functional.cosine_similarity(a.cpu().float(), true_emb.float()).mean())
+
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "n_images": len(names),
+        "config": rc.to_dict(), "generator": gen.describe(),
+        "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
+        "lowlevel": low_info,
+        "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
+        "timings": timings,
+    }
+    if score:
+        from mindsight.evaluate.reconstruction import reconstruction_metrics
+
+        conditions = {"reconstructed": result.images, "upper_bound": upper, "chance": chance}
+        if result.blurry is not None:
+            conditions["blurry"] = result.blurry
+        report["metrics"] = {}
+        for cond, imgs in conditions.items():
+            log(f"scoring {cond} ({len(names)} images)")
+            report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device)
+    top5 = _top5(brain_emb, torch.from_numpy(test_feats.features), idx)
+    from mindsight.generate.figures import plot_reconstructions
+
+    plot_reconstructions(out / "grid.png", paths, result, upper, [[images["test"].paths[j] for j in row] for row in top5],
+                         n=rc.n_grid)
+    timings["total_s"] = time.perf_counter() - t_start
+    report["protocol"] = {
+        "fitted_on": "the fold's training images (prior, low-level decoder); validation concepts select them",
+        "test": "repetition-averaged test EEG, read once", "chance": "random training images",
+        "upper_bound": "the generator given each test image's true embedding",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(out / "reconstruction.json", report)
+    return report
+
+
+def _top5(emb: torch.Tensor, feats: torch.Tensor, idx: torch.Tensor) -> list[list[int]]:
+    from mindsight.evaluate.retrieval import similarity
+
+    sim = similarity(emb.cpu(), feats.cpu())
+    return torch.topk(sim, 5, dim=1).indices.tolist()
