@@ -320,6 +320,7 @@ def reconstruct(
     steps: Annotated[int | None, typer.Option(help="Generator sampling steps [generator's default].")] = None,
     guidance: Annotated[float | None, typer.Option(help="Generator guidance scale [generator's default].")] = None,
     prior_steps: Annotated[int | None, typer.Option(help="Prior sampling steps [50].")] = None,
+    prior_guidance: Annotated[float | None, typer.Option(help="Prior classifier-free guidance scale [3].")] = None,
     weights: Annotated[Path | None, typer.Option(help="Generator weight file/folder (builtin: .safetensors; sdxl: model id or path).")] = None,
     max_images: Annotated[int | None, typer.Option(help="Only the first N test items.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -336,6 +337,8 @@ def reconstruct(
                            seed=seed, max_images=max_images)
     if prior_steps is not None:
         rc.prior_config.steps = prior_steps
+    if prior_guidance is not None:
+        rc.prior_config.guidance_scale = prior_guidance
     if weights is not None:
         rc.generator_options["weights" if generator == "builtin" else "model_id"] = str(weights)
     dest = out or run_dir / "reconstruction" / generator
@@ -343,12 +346,12 @@ def reconstruct(
                           cache_dir=cache_dir, log=console.print)
     from mindsight.generate.figures import METRIC_LABELS
 
-    rows = []
-    for cond, m in rep.get("metrics", {}).items():
-        rows.append({"condition": cond, **{lab: ("–" if m.get(k) is None else f"{m[k]:.3f}")
-                                           for k, lab in METRIC_LABELS}})
-    console.print(_table(rows, ["condition", *[lab for _, lab in METRIC_LABELS]],
-                         title=f"reconstruction metrics ({rep['n_images']} test images, {generator})"))
+    metrics = rep.get("metrics", {})
+    rows = [{"metric": lab, **{c: ("–" if m.get(k) is None else f"{m[k]:.3f}") for c, m in metrics.items()}}
+            for k, lab in METRIC_LABELS]
+    console.print(_table(rows, ["metric", *metrics],
+                         title=f"reconstruction metrics ({rep['n_images']} test images, {generator}; "
+                               "– = backbone weights not available, see reconstruction.json)"))
     console.print(f"images, grid and reconstruction.json → {dest}")
 
 

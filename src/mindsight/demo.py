@@ -118,8 +118,7 @@ def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
 
     rdir = Path(rec["output"]).relative_to(out) if "output" in rec else Path("reconstruction") / rec["config"]["generator"]
     metrics = rec.get("metrics", {})
-    keys = METRIC_LABELS + EXTRA_METRICS
-    keys = [(k, lab) for k, lab in keys if any(mm.get(k) is not None for mm in metrics.values())]
+    keys = [(k, lab) for k, lab in METRIC_LABELS if any(mm.get(k) is not None for mm in metrics.values())]
     fig = plot_metrics(out / "reconstruction_metrics.png", metrics, keys) if keys else None
     gen = rec["generator"]
     lines = ["## Reconstruction", "",
@@ -141,5 +140,3 @@ def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
                   "`reconstruction.json`): " + "; ".join(missing[:9]), ""]
     return lines
 
-
-EXTRA_METRICS = [("lite0_2way", "Lite0 2-way ↑")]

@@ -290,11 +290,13 @@ class Backbone:
 
 
 _BACKBONES: dict[tuple[str, str, bool], Backbone] = {}
+_UNAVAILABLE: dict[tuple[str, str, bool, bool], str] = {}  # backbones whose weights could not be had
 
 
 def clear_backbone_cache() -> None:
     """Forget the backbones built in this process (they hold hundreds of MB)."""
     _BACKBONES.clear()
+    _UNAVAILABLE.clear()
 
 
 def _offline() -> bool:
@@ -532,11 +534,18 @@ def load_backbone(name: str, device: str = "cpu", random_weights: bool = False) 
     """Build (once per process, then cached) the backbone ``name`` (see ``BUILDERS``). Raises
     WeightsUnavailableError, with the reason, when its real weights cannot be had."""
     key = (name, device, random_weights)
+    failed = (*key, _offline())
+    if failed in _UNAVAILABLE:  # failed once in this process: do not wait on the network again
+        raise WeightsUnavailableError(_UNAVAILABLE[failed])
     if key not in _BACKBONES:
         from mindsight._torch_compat import ensure_torchvision
 
         ensure_torchvision()
-        _BACKBONES[key] = BUILDERS[name](device, random_weights)
+        try:
+            _BACKBONES[key] = BUILDERS[name](device, random_weights)
+        except WeightsUnavailableError as exc:
+            _UNAVAILABLE[failed] = str(exc)
+            raise
     return _BACKBONES[key]
 
 

@@ -55,7 +55,8 @@ def plot_reconstructions(path: str | Path, seen: list[Path], result: Any, upper:
 
 METRIC_LABELS = [("pixcorr", "PixCorr ↑"), ("ssim", "SSIM ↑"), ("alexnet2", "AlexNet(2) ↑"),
                  ("alexnet5", "AlexNet(5) ↑"), ("inception", "Inception ↑"), ("clip", "CLIP ↑"),
-                 ("effnet", "EffNet-B ↓"), ("swav", "SwAV ↓"), ("clip_score", "CLIP score ↑")]
+                 ("effnet", "EffNet-B ↓"), ("swav", "SwAV ↓"), ("clip_score", "CLIP score ↑"),
+                 ("clip_score_vit_h14", "CLIP score H-14 ↑"), ("lite0_2way", "Lite0 2-way ↑")]
 
 
 def plot_metrics(path: str | Path, metrics: dict[str, dict[str, Any]], keys: list[tuple[str, str]]) -> Path:

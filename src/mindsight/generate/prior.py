@@ -139,8 +139,11 @@ class DiffusionPrior:
         torch.manual_seed(seed)
         for kind, data in (("x", target), ("c", cond)):
             data = data.to(self.device).float()
+            std = data.std(0)
             self.stats[f"{kind}_mean"] = data.mean(0)
-            self.stats[f"{kind}_std"] = data.std(0).clamp_min(1e-6)
+            # a floor at 5 % of the typical spread: near-constant dimensions (e.g. post-ReLU
+            # features that are almost always 0 in training) must not blow up on new images
+            self.stats[f"{kind}_std"] = std.clamp_min(max(1e-6, 0.05 * float(std.median())))
         x, c = self._std(target, "x"), self._std(cond, "c")
         vx, vc = self._std(val_target, "x"), self._std(val_cond, "c")
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

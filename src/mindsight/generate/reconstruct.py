@@ -35,6 +35,8 @@ from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
 from mindsight.generate.prior import DiffusionPrior, PriorConfig
 
+PRIOR_VERSION = 2  # bump when the prior's fitting changes, so cached priors are refitted
+
 
 @dataclass
 class ReconstructConfig:
@@ -144,10 +146,13 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     prior_info: dict[str, Any] | None = None
     if rc.prior:
         t0 = time.perf_counter()
-        key = _fingerprint({"cfg": rc.prior_config.to_dict(), "fold": fold.name, "seed": rc.seed})
+        fitting = {k: v for k, v in rc.prior_config.to_dict().items() if k not in ("steps", "guidance_scale")}
+        key = _fingerprint({"cfg": fitting, "fold": fold.name, "seed": rc.seed,
+                            "version": PRIOR_VERSION})
         path = fold_dir / f"prior-{key}.safetensors"
-        if path.is_file():
+        if path.is_file():  # fitted before; sampling settings come from this job's config
             prior, meta = DiffusionPrior.load(path, device)
+            prior.cfg = rc.prior_config
             prior_info = meta["info"]
         else:
             tr_emb, _ = model.embed(train_t.x, train_t.subject)
@@ -208,9 +213,15 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     if result.blurry is not None:
         save_images(result.blurry, out / "blurry", names)
 
-    # embedding-space check of stage I: does the prior move brain embeddings toward the truth?
+    # embedding-space check of stage I: closer to the true embeddings (cosine), and still
+    # identifying the right image among the test images (top-1)?
+    all_test = torch.from_numpy(test_feats.features)
+
     def cos(a: torch.Tensor) -> float:
         return float(torch.nn.functional.cosine_similarity(a.cpu().float(), true_emb.float()).mean())
+
+    def top1(a: torch.Tensor) -> float:
+        return float((_top5(a, all_test)[:, 0] == idx).float().mean())
 
     report: dict[str, Any] = {
         "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "n_images": len(names),
@@ -218,6 +229,8 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
         "lowlevel": low_info,
         "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
+        "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings),
+                           "n_way": len(all_test)},
         "timings": timings,
     }
     if score:
@@ -230,7 +243,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         for cond, imgs in conditions.items():
             log(f"scoring {cond} ({len(names)} images)")
             report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device)
-    top5 = _top5(brain_emb, torch.from_numpy(test_feats.features), idx)
+    top5 = _top5(brain_emb, all_test).tolist()
     from mindsight.generate.figures import plot_reconstructions
 
     plot_reconstructions(out / "grid.png", paths, result, upper, [[images["test"].paths[j] for j in row] for row in top5],
@@ -246,8 +259,8 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     return report
 
 
-def _top5(emb: torch.Tensor, feats: torch.Tensor, idx: torch.Tensor) -> list[list[int]]:
+def _top5(emb: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Indices of the 5 test images most similar (cosine) to each embedding."""
     from mindsight.evaluate.retrieval import similarity
 
-    sim = similarity(emb.cpu(), feats.cpu())
-    return torch.topk(sim, 5, dim=1).indices.tolist()
+    return torch.topk(similarity(emb.cpu().float(), feats.cpu().float()), 5, dim=1).indices
