@@ -195,7 +195,7 @@ def test_shipped_generator_draws_recognisable_pictures_from_true_embeddings():
     pics = [render(c, 0, 128, 0) for c in held_out]
     emb = torch.from_numpy(load_image_embedder("efficientnet-lite0").embed_images(pics))
     out = gen.generate(emb, steps=15, seed=0)
-    seen = torch.stack([torch.from_numpy(np.asarray(p.resize((64, 64)))).permute(2, 0, 1).float() / 255 for p in pics])
+    seen = torch.stack([torch.from_numpy(np.array(p.resize((64, 64)))).permute(2, 0, 1).float() / 255 for p in pics])
     from mindsight.evaluate.reconstruction import two_way_identification
 
     score = two_way_identification(seen.flatten(1), out.flatten(1))

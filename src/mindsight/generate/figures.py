@@ -32,21 +32,23 @@ def _show(ax: Any, image: Any, title: str | None = None, colour: str | None = No
 
 def plot_reconstructions(path: str | Path, seen: list[Path], result: Any, upper: torch.Tensor,
                          top5: list[list[Path]], n: int = 8) -> Path:
-    """One row per test item: seen, blurry (if any), reconstructed, upper bound, 5 retrieved."""
+    """One row per test item (``n`` spread evenly over the set): seen, blurry (if any),
+    reconstructed, upper bound, 5 retrieved."""
     plt = _pyplot()
     rows = min(n, len(seen))
+    pick = np.linspace(0, len(seen) - 1, rows).round().astype(int)
     heads = ["seen"] + (["blurry (EEG)"] if result.blurry is not None else []) + ["reconstructed (EEG)",
                                                                                    "true embedding"]
     cols = len(heads) + 5
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.35 * rows), dpi=110)
     axes = np.atleast_2d(axes)
-    for r in range(rows):
-        panels = [seen[r]] + ([result.blurry[r]] if result.blurry is not None else []) + [result.images[r], upper[r]]
+    for r, i in enumerate(pick):
+        panels = [seen[i]] + ([result.blurry[i]] if result.blurry is not None else []) + [result.images[i], upper[i]]
         for c, img in enumerate(panels):
             _show(axes[r, c], img, heads[c] if r == 0 else None)
-        for k, p in enumerate(top5[r]):
+        for k, p in enumerate(top5[i]):
             _show(axes[r, len(heads) + k], p, f"retrieved {k + 1}" if r == 0 else None,
-                  "tab:green" if Path(p) == Path(seen[r]) else "lightgrey")
+                  "tab:green" if Path(p) == Path(seen[i]) else "lightgrey")
     fig.suptitle("reconstruction from EEG (left) and retrieval among the test images (right, green: the seen image)",
                  fontsize=9)
     fig.tight_layout()
