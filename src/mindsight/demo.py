@@ -118,8 +118,8 @@ def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
 
     rdir = Path(rec["output"]).relative_to(out) if "output" in rec else Path("reconstruction") / rec["config"]["generator"]
     metrics = rec.get("metrics", {})
-    keys = [(k, lab) for k, lab in METRIC_LABELS if any(mm.get(k) is not None for mm in metrics.values())]
-    fig = plot_metrics(out / "reconstruction_metrics.png", metrics, keys) if keys else None
+    present = [(k, lab) for k, lab in METRIC_LABELS if any(mm.get(k) is not None for mm in metrics.values())]
+    fig = plot_metrics(out / "reconstruction_metrics.png", metrics, present) if present else None
     gen = rec["generator"]
     lines = ["## Reconstruction", "",
              f"Generator `{gen['name']}` ({sum(gen['parameters'].values()):,} parameters) conditioned on "
@@ -129,14 +129,24 @@ def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
              f"{rec['config']['strength']}). Conditions: EEG reconstructions, the generator given the true "
              "embedding (upper bound), and random training images (chance). Two-way identification: chance 0.5.", "",
              f"![reconstructions]({rdir / 'grid.png'})", ""]
-    if keys:
-        lines += ["| condition | " + " | ".join(lab for _, lab in keys) + " |", "|---|" + "---|" * len(keys)]
-        for cond, mm in metrics.items():
-            lines.append(f"| {cond} | " + " | ".join("–" if mm.get(k) is None else f"{mm[k]:.3f}" for k, _ in keys) + " |")
-        lines += ["", f"![reconstruction metrics]({fig.name})", ""]
-    missing = sorted({f"{k}: {why}" for mm in metrics.values() for k, why in (mm.get("reasons") or {}).items()})
-    if missing:
-        lines += ["Metrics without their backbone's real weights on this machine (null in "
-                  "`reconstruction.json`): " + "; ".join(missing[:9]), ""]
+    if rec["prior"] is not None:
+        t, c = rec["embedding_top1"], rec["embedding_cosine"]
+        lines += [f"Stage I in embedding space: cosine to the true image embedding {c['brain']:.2f} (EEG "
+                  f"embedding) → {c['prior']:.2f} (prior sample); {t['n_way']}-way top-1 "
+                  f"{100 * t['brain']:.0f} % → {100 * t['prior']:.0f} % (`mindsight reconstruct {out} --no-prior` "
+                  "conditions the generator on the EEG embedding directly).", ""]
+    lines += ["| metric | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for k, lab in METRIC_LABELS:
+        lines.append(f"| {lab} | " + " | ".join("–" if mm.get(k) is None else f"{mm[k]:.3f}"
+                                               for mm in metrics.values()) + " |")
+    lines.append("")
+    if fig is not None:
+        lines += [f"![reconstruction metrics]({fig.name})", ""]
+    backbones = {name: b.get("reason") for mm in metrics.values()
+                 for name, b in (mm.get("backbones") or {}).items() if b.get("weights") is None}
+    if backbones:
+        lines += ["– : the backbone's real weights are not available on this machine (the metric is null "
+                  "in `reconstruction.json`, with the reason):", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in sorted(backbones.items())] + [""]
     return lines
 
