@@ -16,7 +16,7 @@ from mindsight.cli import app
 
 runner = CliRunner()
 COMMANDS = ["info", "cache", "preprocess", "embed", "import-features", "models", "doctor", "train",
-            "evaluate", "simulate", "demo", "reconstruct", "evaluate-reconstruction", "train-generator"]
+            "evaluate", "simulate", "demo", "reconstruct", "evaluate-reconstruction", "train-generator", "analyze"]
 
 
 def run(*args):

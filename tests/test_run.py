@@ -56,6 +56,16 @@ def test_train_then_evaluate_writes_the_documented_metrics(release, tmp_path):
     assert p["seeds"] == [0, 1] and set(p["epochs_chosen"]) == {"sub-01_seed-0", "sub-01_seed-1"}
     assert "torch" in p["versions"] and "mindsight" in p["versions"]
     assert (out / "repetitions.png").stat().st_size > 1000
+    # the repetitions analysis: random subsets per n, all repetitions = evaluate's averaged score
+    result = run("analyze", "repetitions", out, "--draws", 3, "--cache-dir", release[2], "--no-progress")
+    assert result.exit_code == 0, result.output
+    a = json.loads((out / "analysis" / "repetitions.json").read_text())
+    assert a["n"] == [1, 2, 4] and a["mode"].startswith("evaluation only")
+    assert a["top1"][-1] == pytest.approx(m["top1"], abs=1e-6)
+    for fold in a["folds"].values():
+        assert fold["draws"] == [3, 3, 1]
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(fold["top1"], fold["top1_ci95"], strict=True))
+    assert (out / "analysis" / "repetitions.png").stat().st_size > 1000
 
 
 def test_an_existing_run_needs_resume_and_the_same_config(release, tmp_path, capsys):

@@ -385,6 +385,33 @@ def train_generator(
                                                     f"\nuse them: mindsight reconstruct RUN_DIR --weights {path}"))
 
 
+analyze_app = typer.Typer(help="Analyses of a trained run (→ RUN_DIR/analysis/*.json + figures).",
+                          no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("repetitions")
+def analyze_repetitions_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    draws: Annotated[int, typer.Option(help="Random repetition subsets per number of repetitions.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the repetition draws.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Retrieval accuracy against the number of averaged test repetitions (1 = single trial)."""
+    from mindsight.analysis import analyze_repetitions
+    from mindsight.embed.base import resolve_device
+
+    r = analyze_repetitions(run_dir, draws=draws, seed=seed, device=resolve_device(device),
+                            cache_dir=cache_dir, progress=progress)
+    rows = [{"repetitions": n, "top-1 (%)": f"{100 * a:.1f}", "top-5 (%)": f"{100 * b:.1f}"}
+            for n, a, b in zip(r["n"], r["top1"], r["top5"], strict=True)]
+    console.print(_table(rows, ["repetitions", "top-1 (%)", "top-5 (%)"],
+                         title=f"accuracy vs. averaged test repetitions (chance top-1 {100 * r['chance_top1']:.1f} %)"))
+    console.print(f"→ {run_dir / 'analysis' / 'repetitions.json'}, {run_dir / 'analysis' / 'repetitions.png'}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
