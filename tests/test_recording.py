@@ -116,3 +116,24 @@ def test_to_epochs_carries_metadata():
     assert len(epochs) == rec.n_trials and epochs.ch_names == ["Oz", "Pz", "Cz"]
     assert list(epochs.metadata["image"]) == list(rec.trials.image)
     np.testing.assert_allclose(epochs.get_data(), rec.data, rtol=1e-6)
+
+
+def test_analysis_windows_known_answers_and_errors():
+    import numpy as np
+    import pytest
+
+    from mindsight.analysis import make_windows
+    from mindsight.errors import DataFormatError
+
+    times = np.arange(-0.2, 0.8, 0.01)
+    sliding = make_windows(times, "sliding", 0.1, 0.05)
+    assert sliding[0] == (-0.2, -0.1) and sliding[-1][1] <= 0.79 + 1e-9
+    assert all(abs((e - s) - 0.1) < 1e-9 for s, e in sliding)
+    growing = make_windows(times, "growing", 0.1, 0.25)
+    assert growing == [(0.0, 0.25), (0.0, 0.5), (0.0, 0.75)]
+    with pytest.raises(DataFormatError, match="not inside the epoch"):
+        make_windows(times, "sliding", tmin=-0.5)
+    with pytest.raises(DataFormatError, match="does not fit"):
+        make_windows(times, "sliding", length=2.0)
+    with pytest.raises(DataFormatError, match="sliding"):
+        make_windows(times, "diagonal")

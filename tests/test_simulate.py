@@ -198,3 +198,29 @@ def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
     assert rc["n_images"] == 3 and rc["prior"] is None and "blurry" not in rc["metrics"]
     assert "reconstructed" in res.output
     assert run_main("reconstruct", out, "--weights", tmp_path / "none.safetensors") == 2
+
+
+def test_temporal_analysis_finds_information_after_onset_only(tiny, tmp_path):
+    """Ridge on the official layout (-0.2..0.79 s): masked windows before the stimulus are at
+    chance level (within the permutation band), and the best sliding window starts after 0."""
+    from mindsight.analysis import analyze_temporal
+    from mindsight.config import RunConfig
+    from mindsight.train import train_run
+
+    root, _, cache = tiny
+    cfg = RunConfig.from_dict({"data": {"eeg": str(root / "preprocessed_data"), "images": str(root / "images"),
+                                        "subjects": [1], "val_fraction": 0.2},
+                               "model": {"encoder": "ridge"}, "train": {"seeds": [0]}})
+    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+    r = analyze_temporal(tmp_path / "run", n_permutations=100, cache_dir=cache)
+    saved = json.loads((tmp_path / "run" / "analysis" / "temporal.json").read_text())
+    assert saved["mode"].startswith("evaluation only") and {"start", "end", "top1"} <= set(saved["sliding"][0])
+    before = [w for w in r["sliding"] if w["end"] <= 0.0]
+    assert before and all(w["top1"] <= w["null95"] for w in before)
+    assert r["peak"]["start"] >= 0.0 and r["peak"]["top1"] > r["chance_top1"]
+    assert r["growing"][0]["start"] == 0.0
+    assert (tmp_path / "run" / "analysis" / "temporal.png").stat().st_size > 1000
+    retrained = analyze_temporal(tmp_path / "run", mode="retrain", length=0.2, stride=0.2, tmin=0.0,
+                                 n_permutations=20, cache_dir=cache)
+    assert retrained["mode"].startswith("retrained per window (ridge")
+    assert [w["start"] for w in retrained["sliding"]] == [0.0, 0.2, 0.4]

@@ -412,6 +412,34 @@ def analyze_repetitions_cmd(
     console.print(f"→ {run_dir / 'analysis' / 'repetitions.json'}, {run_dir / 'analysis' / 'repetitions.png'}")
 
 
+@analyze_app.command("temporal")
+def analyze_temporal_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    mode: Annotated[str, typer.Option(help="'mask' (evaluation only) or 'retrain' (a model per window).")] = "mask",
+    length: Annotated[float, typer.Option(help="Sliding window length in seconds.")] = 0.1,
+    stride: Annotated[float, typer.Option(help="Window stride in seconds.")] = 0.025,
+    tmin: Annotated[float | None, typer.Option(help="First time analysed [epoch start].")] = None,
+    tmax: Annotated[float | None, typer.Option(help="Last time analysed [epoch end].")] = None,
+    permutations: Annotated[int, typer.Option(help="Label permutations for the significance band.")] = 200,
+    encoder: Annotated[str | None, typer.Option(help="retrain: encoder per window [the run's].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="retrain: maximum epochs per window [the run's].")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Retrieval accuracy for sliding and growing time windows, with a permutation band."""
+    from mindsight.analysis import analyze_temporal
+    from mindsight.embed.base import resolve_device
+
+    r = analyze_temporal(run_dir, mode=mode, length=length, stride=stride, tmin=tmin, tmax=tmax,
+                         n_permutations=permutations, encoder=encoder, epochs=epochs,
+                         device=resolve_device(device), cache_dir=cache_dir, progress=progress)
+    p = r["peak"]
+    console.print(f"{r['mode']}\npeak {100 * p['top1']:.1f} % top-1 in [{1000 * p['start']:.0f}, "
+                  f"{1000 * p['end']:.0f}] ms (chance {100 * r['chance_top1']:.1f} %) → "
+                  f"{run_dir / 'analysis' / 'temporal.json'}, {run_dir / 'analysis' / 'temporal.png'}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
