@@ -116,7 +116,7 @@ def reconstruction_section(out: Path, rec: dict[str, Any]) -> list[str]:
     """Markdown lines: the reconstruction grid, the metrics of every condition, and a bar chart."""
     from mindsight.generate.figures import METRIC_LABELS, plot_metrics
 
-    rdir = Path(rec["output"]).relative_to(out) if "output" in rec else Path("reconstruction") / rec["config"]["generator"]
+    rdir = Path(rec["output"]).relative_to(out)
     metrics = rec.get("metrics", {})
     present = [(k, lab) for k, lab in METRIC_LABELS if any(mm.get(k) is not None for mm in metrics.values())]
     fig = plot_metrics(out / "reconstruction_metrics.png", metrics, present) if present else None

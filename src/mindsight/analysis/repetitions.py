@@ -9,7 +9,6 @@ selected checkpoints; only the test EEG is read, once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,13 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import retrieval_metrics
+from mindsight.evaluate.run import load_model, load_run_config, repetition_steps, trained_fold
 from mindsight.evaluate.stats import mean_ci
 from mindsight.recording import Recording
 from mindsight.train.data import trial_tensors
 from mindsight.train.model import AlignmentModel
-
-
-def _steps(n_max: int) -> list[int]:
-    steps = [1]
-    while steps[-1] * 2 < n_max:
-        steps.append(steps[-1] * 2)
-    return sorted(set(steps + [n_max]))
 
 
 def repetition_curve(model: AlignmentModel, rec: Recording, image_feats: torch.Tensor, *,
@@ -39,7 +32,7 @@ def repetition_curve(model: AlignmentModel, rec: Recording, image_feats: torch.T
     if len(reps) == 0 or reps.min() < 0:
         raise DataFormatError("the test recording has no repetition indices; cannot draw repetitions")
     n_max = len(reps)
-    steps = steps or _steps(n_max)
+    steps = steps or repetition_steps(n_max)
     if max(steps) > n_max or min(steps) < 1:
         raise DataFormatError(f"repetition counts must be within 1..{n_max}, got {steps}")
     rng = np.random.default_rng(seed)
@@ -69,27 +62,19 @@ def repetition_curve(model: AlignmentModel, rec: Recording, image_feats: torch.T
 def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, device: str = "cpu",
                         cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
     """The repetition curve of every fold of ``run_dir`` → ``analysis/repetitions.json`` + PNG."""
-    from mindsight.config import RunConfig
     from mindsight.embed.features import image_features
-    from mindsight.evaluate.run import load_model
     from mindsight.io.images import read_image_set
     from mindsight.train.run import check_images, folds, load_partition
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first")
-    cfg = RunConfig.load(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     images = read_image_set(cfg.data.images)
     check_images(images)
     feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
                                             device=device, progress=progress).features).to(device)
     per_fold = {}
     for fold in folds(cfg):
-        fold_dir = run_dir / "folds" / fold.name
-        info = fold_dir / "fold.json"
-        if not (info.is_file() and json.loads(info.read_text()).get("complete")):
-            raise MissingFileError(f"{fold_dir}: fold {fold.name} has not finished training; "
-                                   f"run `mindsight train ... --out {run_dir} --resume` first")
+        fold_dir, _ = trained_fold(run_dir, fold)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
         per_fold[fold.name] = repetition_curve(load_model(fold_dir, device), rec, feats, draws=draws,
                                                seed=seed)

@@ -15,7 +15,6 @@ window. Per test concept, the sliding window where its image ranks best is its b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
-from mindsight.errors import DataFormatError, MissingFileError
-from mindsight.evaluate.retrieval import ranks, similarity
+from mindsight.errors import DataFormatError
+from mindsight.evaluate.retrieval import ranks, similarity, topk
 from mindsight.train.data import trial_tensors
 
 
@@ -65,7 +64,7 @@ def _scores(emb: torch.Tensor, feats: torch.Tensor, target: torch.Tensor, n_perm
             seed: int) -> tuple[dict[str, float], torch.Tensor]:
     sim = similarity(emb, feats)
     rank = ranks(sim, target.to(sim.device)).cpu()
-    return ({"top1": float((rank < 1).float().mean()), "top5": float((rank < 5).float().mean()),
+    return ({"top1": topk(rank, 1), "top5": topk(rank, 5),
              "null95": _null95(sim, target, n_permutations, seed)}, rank)
 
 
@@ -79,23 +78,23 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     fast and accepts any window length)."""
     from tqdm.auto import tqdm
 
-    from mindsight.config import RunConfig
     from mindsight.embed.features import image_features
-    from mindsight.evaluate.run import load_model
+    from mindsight.evaluate.run import load_model, load_run_config, trained_fold
     from mindsight.io.images import read_image_set
-    from mindsight.train.run import check_images, fit_recording, folds, load_partition
+    from mindsight.train.run import (
+        check_images,
+        fit_recording,
+        folds,
+        load_partition,
+        load_training,
+    )
 
     if mode not in ("mask", "retrain"):
         raise DataFormatError(f"unknown temporal analysis mode {mode!r}; use 'mask' or 'retrain'")
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first")
-    cfg = RunConfig.load(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     fold = folds(cfg)[0]
-    fold_dir = run_dir / "folds" / fold.name
-    info = fold_dir / "fold.json"
-    if not (info.is_file() and json.loads(info.read_text()).get("complete")):
-        raise MissingFileError(f"{fold_dir}: no trained encoder; train the run first")
+    fold_dir, _ = trained_fold(run_dir, fold)
     images = read_image_set(cfg.data.images)
     check_images(images)
     test_table = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir, device=device)
@@ -106,10 +105,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     model = load_model(fold_dir, device) if mode == "mask" else None
     if mode == "retrain":
         train_table = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir, device=device)
-        from mindsight.recording import Recording
-
-        parts = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
-        train_rec = Recording.concatenate(parts) if len(parts) > 1 else parts[0]
+        train_rec = load_training(cfg, fold, images, cache_dir, progress)
         wcfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
         if epochs is not None:
             wcfg.train.epochs = epochs

