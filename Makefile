@@ -50,11 +50,13 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_brainmodule.py
 	$(PY) benchmarks/bench_latency.py
 	$(PY) benchmarks/bench_retrieval.py
 	$(PY) benchmarks/bench_simulator.py --decoders
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_reconstruction_metrics.py
+	$(PY) benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mindsight.encoders import ENCODERS, build_encoder, count_parameters, encoder_names
+from mindsight.encoders import (
+    ENCODERS,
+    build_encoder,
+    count_parameters,
+    encoder_names,
+    needs_ch_names,
+)
 from mindsight.errors import DataFormatError, UnknownNameError
+from mindsight.io.things_eeg2 import CH_NAMES_17
 
 SHAPE = {"n_chans": 17, "n_times": 100, "sfreq": 100.0, "n_outputs": 32}
 
@@ -14,7 +21,7 @@ SHAPE = {"n_chans": 17, "n_times": 100, "sfreq": 100.0, "n_outputs": 32}
 @pytest.mark.parametrize("name", encoder_names())
 def test_every_encoder_maps_epochs_to_embeddings(name):
     torch.manual_seed(0)
-    model = build_encoder(name, **SHAPE)
+    model = build_encoder(name, **SHAPE, **({"ch_names": CH_NAMES_17} if needs_ch_names(name) else {}))
     model.eval()
     out = model(torch.randn(3, SHAPE["n_chans"], SHAPE["n_times"]))
     assert out.shape == (3, SHAPE["n_outputs"])

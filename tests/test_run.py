@@ -51,7 +51,7 @@ def test_train_then_evaluate_writes_the_documented_metrics(release, tmp_path):
     assert m["repetitions"]["n"] == [1, 2, 4]
     assert m["ci95"]["over"] == "seeds" and m["ci95"]["top1"]["n"] == 2
     p = m["protocol"]
-    assert p["dataset"] == "things-eeg2" and p["subjects"] == [1] and p["encoder"] == "nice"
+    assert p["dataset"] == "THINGS-EEG2" and p["test_set"] == "small" and p["subjects"] == [1] and p["encoder"] == "nice"
     assert p["image_model"] == "efficientnet-lite0" and p["selection"] == "validation"
     assert p["seeds"] == [0, 1] and set(p["epochs_chosen"]) == {"sub-01_seed-0", "sub-01_seed-1"}
     assert "torch" in p["versions"] and "mindsight" in p["versions"]
@@ -125,6 +125,23 @@ def test_leave_one_subject_out_trains_fresh_models_without_the_test_subject(rele
     m = evaluate_run(out, progress=False, cache_dir=cache, single_trial=False)
     assert set(m["per_subject"]) == {"1", "2"} and m["ci95"]["over"] == "subjects"
     assert m["protocol"]["protocol"] == "loso"
+
+
+def test_pooled_protocol_trains_one_model_on_all_subjects_and_tests_each(release, tmp_path):
+    eeg, images, cache = release
+    cfg = RunConfig.from_dict({
+        "protocol": "pooled", "data": {"eeg": str(eeg), "images": str(images), "subjects": [1, 2],
+                                       "val_fraction": 0.2},
+        "model": {"encoder": "atm", "params": {"d_model": 32, "n_heads": 2, "d_ff": 32}},
+        "train": {"epochs": 1, "batch_size": 16}})
+    out = train_run(cfg, tmp_path / "pooled", progress=False, cache_dir=cache)
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["pooled_seed-0"]
+    info = json.loads((out / "folds" / "pooled_seed-0" / "fold.json").read_text())
+    assert info["train_subjects"] == [1, 2]
+    m = evaluate_run(out, progress=False, cache_dir=cache, single_trial=False)
+    assert set(m["per_subject"]) == {"1", "2"} and m["protocol"]["protocol"] == "pooled"
+    for s in (1, 2):
+        assert (out / "folds" / "pooled_seed-0" / f"test_embeddings_sub-0{s}_seed-0.safetensors").is_file()
 
 
 def test_overlapping_train_and_test_concepts_are_refused(release, tmp_path):

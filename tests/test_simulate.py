@@ -224,3 +224,112 @@ def test_temporal_analysis_finds_information_after_onset_only(tiny, tmp_path):
                                  n_permutations=20, cache_dir=cache)
     assert retrained["mode"].startswith("retrained per window (ridge")
     assert [w["start"] for w in retrained["sliding"]] == [0.0, 0.2, 0.4]
+
+
+def test_spatial_analysis_finds_the_occipital_region_beats_the_frontal_one(tmp_path):
+    """The simulator's visual sources are posterior: per-region ridge models (retrain) decode
+    more from occipital than from frontal channels; the JSON lists every region and all channels,
+    and the importance map covers every channel."""
+    from mindsight.analysis import analyze_spatial
+    from mindsight.config import RunConfig
+    from mindsight.simulate import SimConfig
+    from mindsight.train import train_run
+
+    root, cache = tmp_path / "sim", tmp_path / "cache"
+    simulate(root, SimConfig(n_train_concepts=60, exemplars=3, n_test_concepts=30, n_reps_test=10,
+                             subjects=[1], image_size=64, layouts=["nice-atm"], dtype="float32",
+                             observer_draws=0), progress=False, cache_dir=cache)
+    cfg = RunConfig.from_dict({"data": {"eeg": str(root / "Preprocessed_data_250Hz"),
+                                        "images": str(root / "images"), "subjects": [1], "val_fraction": 0.2},
+                               "model": {"encoder": "ridge"}, "train": {"seeds": [0]}})
+    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+    r = analyze_spatial(tmp_path / "run", mode="retrain", n_permutations=50, cache_dir=cache)
+    saved = json.loads((tmp_path / "run" / "analysis" / "spatial.json").read_text())
+    assert saved["mode"].startswith("retrained per region (ridge")
+    assert list(saved["regions"]) == ["frontal", "temporal", "central", "parietal", "occipital", "all"]
+    assert saved["regions"]["all"]["n_channels"] == 63 and len(saved["channel_importance"]) == 63
+    reg = r["regions"]
+    assert (reg["occipital"]["top1"], reg["occipital"]["top5"]) > (reg["frontal"]["top1"], reg["frontal"]["top5"])
+    assert (tmp_path / "run" / "analysis" / "spatial.png").stat().st_size > 5000
+    masked = analyze_spatial(tmp_path / "run", n_permutations=20, cache_dir=cache)
+    assert masked["mode"].startswith("evaluation only")
+    assert masked["regions"]["all"]["top1"] == pytest.approx(reg["all"]["top1"])
+
+
+@pytest.fixture(scope="module")
+def meg_tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim-meg")
+    cache = tmp_path_factory.mktemp("sim-meg-cache")
+    meta = simulate(root, preset("meg-tiny"), progress=False, cache_dir=cache)
+    return root, meta, cache
+
+
+def test_meg_mode_writes_both_things_meg_layouts_with_the_things_meg_design(meg_tiny):
+    from mindsight.io.datasets import read_images, read_recording
+    from mindsight.sensors import ctf_271
+
+    root, meta, cache = meg_tiny
+    official, atm = root / "derivatives" / "preprocessed", root / "THINGS-MEG-atm"
+    assert (root / "sourcedata" / "sample_attributes_P1.csv").is_file()
+    small = read_images(official, root / "images")
+    train = read_recording(official, 1, "train", small, cache_dir=cache)
+    test = read_recording(official, 1, "test", small, cache_dir=cache)
+    # 12 training concepts × 3 exemplars, each seen once; 8 test images × 4 sessions
+    assert train.data.shape == (36, 271, 281) and train.sfreq == 200.0 and train.ch_names == ctf_271()
+    assert np.isclose(train.tmin, -0.1) and np.isclose(train.tmax, 1.3)
+    assert test.n_images == 8 and test.n_trials == 32 and sorted(np.unique(test.trials.session)) == [0, 1, 2, 3]
+    large = read_images(official, root / "images", test_set="large")
+    big = read_recording(official, 1, "test", large, test_set="large", cache_dir=cache)
+    assert big.n_trials == 24 and big.n_images == 24 and big.n_concepts == 8
+    assert set(large["test"].concept_names) == set(small["test"].concept_names)
+    assert not set(large["test"].concept_names) & set(small["train"].concept_names)
+    # ATM's pickles hold the same single trials, cropped to 0..1 s
+    a_train = read_recording(atm, 1, "train", read_images(atm, root / "images"), cache_dir=cache)
+    assert a_train.data.shape == (36, 271, 201) and a_train.tmin == 0.0
+    by_image = np.argsort(train.trials.image)  # the official epochs are in presentation order
+    np.testing.assert_array_equal(a_train.trials.image, np.arange(36))
+    np.testing.assert_allclose(a_train.data, np.asarray(train.data)[by_image][:, :, 20:221], rtol=1e-6)
+    assert meta["config"]["modality"] == "meg" and meta["ceiling_top1"] > 0.5
+
+
+def test_meg_evoked_field_is_strongest_over_posterior_sensors(meg_tiny):
+    """The visual sources are posterior: averaged test responses have more power over occipital
+    than over frontal sensors after onset, and none of it before."""
+    from mindsight.io.datasets import read_images, read_recording
+    from mindsight.sensors import regions
+
+    root, _, cache = meg_tiny
+    official = root / "derivatives" / "preprocessed"
+    test = read_recording(official, 1, "test", read_images(official, root / "images"), cache_dir=cache)
+    evoked = test.average_repetitions().get_data().mean(0)  # grand average over images
+    reg = regions(test.ch_names)
+    idx = {c: i for i, c in enumerate(test.ch_names)}
+    post = test.times > 0.05
+    power = {r: float((evoked[[idx[c] for c in chans]][:, post] ** 2).mean()) for r, chans in reg.items()}
+    assert power["occipital"] > power["frontal"]
+
+
+def test_brain_module_learns_from_built_in_meg_single_trials(tmp_path):
+    """Benchetrit et al.'s brain module (spatial attention over CTF positions, subject layer,
+    dilated convolutions, CLIP + MSE heads), trained on simulated THINGS-MEG single trials read
+    from ATM's layout, retrieves unseen test concepts well above chance."""
+    from mindsight.config import RunConfig
+    from mindsight.evaluate import evaluate_run
+    from mindsight.simulate import SimConfig
+    from mindsight.train import train_run
+
+    root, cache = tmp_path / "sim", tmp_path / "cache"
+    simulate(root, SimConfig(n_train_concepts=120, exemplars=3, n_test_concepts=20, n_reps_train=1,
+                             n_reps_test=6, subjects=[1], image_size=64, modality="meg",
+                             layouts=["meg-atm"], dtype="float32", noise=0.3, observer_draws=0),
+             progress=False, cache_dir=cache)
+    cfg = RunConfig.from_dict({
+        "data": {"eeg": str(root / "THINGS-MEG-atm"), "images": str(root / "images"), "subjects": [1],
+                 "val_fraction": 0.2, "train_trials": "single", "tmax": 0.6},
+        "model": {"encoder": "brainmodule",
+                  "params": {"hidden": 32, "depth": 2, "features": 64, "n_virtual_channels": 64}},
+        "train": {"epochs": 20, "batch_size": 32, "lr": 1e-3, "text_weight": 0.0, "clip_weight": 0.75}})
+    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+    m = evaluate_run(tmp_path / "run", cache_dir=cache, progress=False, single_trial=False)
+    assert m["n_way"] == 20 and m["protocol"]["dataset"] == "THINGS-MEG"
+    assert m["top1"] >= 4 * m["chance_top1"], m["top1"]

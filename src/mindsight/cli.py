@@ -190,7 +190,8 @@ def models() -> None:
     """List the registered image/text embedders and brain encoders."""
     from mindsight.embed import EMBEDDERS
     from mindsight.embed.base import _ensure_backends
-    from mindsight.encoders import ENCODERS, build_encoder, count_parameters
+    from mindsight.encoders import ENCODERS, build_encoder, count_parameters, needs_ch_names
+    from mindsight.io.things_eeg2 import CH_NAMES_63
 
     _ensure_backends()
     rows = [{"name": e.name, "modality": e.tags["modality"], "dim": e.tags["dim"],
@@ -198,7 +199,7 @@ def models() -> None:
             for e in EMBEDDERS]
     console.print(_table(rows, ["name", "modality", "dim", "offline", "description"], title="embedders"))
     rows = [{"name": e.name, "description": e.description,
-             "parameters": f"{count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024)):,}"}
+             "parameters": f"{count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024, **({'ch_names': CH_NAMES_63} if needs_ch_names(e.name) else {}))):,}"}
             for e in ENCODERS]
     console.print(_table(rows, ["name", "parameters", "description"],
                          title="brain encoders (parameters for 63 ch × 250 samples → 1024-d)"))
@@ -221,14 +222,15 @@ def models() -> None:
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or resume).")],
-    eeg: Annotated[Path | None, typer.Option(help="Preprocessed THINGS-EEG2 folder (any supported layout).")] = None,
-    images: Annotated[Path | None, typer.Option(help="THINGS-EEG2 image set.")] = None,
+    eeg: Annotated[Path | None, typer.Option("--eeg", "--meg", help="Preprocessed THINGS-EEG2 or THINGS-MEG folder (any supported layout).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image set (THINGS-EEG2 folders; for THINGS-MEG the folder holding images_meg/).")] = None,
+    test_set: Annotated[str | None, typer.Option(help="THINGS-MEG test set: 'small' (200 images × 12) or 'large' (2,400 images).")] = None,
     subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); repeat for several.")] = None,
     encoder: Annotated[str | None, typer.Option(help="Brain encoder; see `mindsight models`.")] = None,
     image_model: Annotated[str | None, typer.Option(help="Image embedder [default: efficientnet-lite0, offline].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping on validation).")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed(s); repeat for several.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="'intra' (per subject) or 'loso' (leave one subject out).")] = None,
+    protocol: Annotated[str | None, typer.Option(help="'intra' (per subject), 'loso' (leave one subject out) or 'pooled' (one model for all subjects).")] = None,
     trials: Annotated[str | None, typer.Option(help="Training trials: 'averaged' or 'single'.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -247,7 +249,7 @@ def train(
     cfg = RunConfig.load(config) if config else RunConfig()
     flags = {
         "data.eeg": None if eeg is None else str(eeg),
-        "data.images": None if images is None else str(images),
+        "data.images": None if images is None else str(images), "data.test_set": test_set,
         "data.subjects": subject, "data.train_trials": trials, "model.encoder": encoder,
         "model.image_model": image_model, "train.epochs": epochs, "train.seeds": seed,
         "train.batch_size": batch_size, "train.lr": lr, "train.device": device, "protocol": protocol,
@@ -438,6 +440,31 @@ def analyze_temporal_cmd(
     console.print(f"{r['mode']}\npeak {100 * p['top1']:.1f} % top-1 in [{1000 * p['start']:.0f}, "
                   f"{1000 * p['end']:.0f}] ms (chance {100 * r['chance_top1']:.1f} %) → "
                   f"{run_dir / 'analysis' / 'temporal.json'}, {run_dir / 'analysis' / 'temporal.png'}")
+
+
+@analyze_app.command("spatial")
+def analyze_spatial_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    mode: Annotated[str, typer.Option(help="'mask' (evaluation only) or 'retrain' (a model per region).")] = "mask",
+    permutations: Annotated[int, typer.Option(help="Label permutations for the significance band.")] = 200,
+    encoder: Annotated[str | None, typer.Option(help="retrain: encoder per region [the run's].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="retrain: maximum epochs per region [the run's].")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Retrieval with the channels of one brain region only, and a topomap of channel importance."""
+    from mindsight.analysis import analyze_spatial
+    from mindsight.embed.base import resolve_device
+
+    r = analyze_spatial(run_dir, mode=mode, n_permutations=permutations, encoder=encoder, epochs=epochs,
+                        device=resolve_device(device), cache_dir=cache_dir, progress=progress)
+    rows = [{"region": name, "channels": str(v["n_channels"]), "top-1 (%)": f"{100 * v['top1']:.1f}",
+             "top-5 (%)": f"{100 * v['top5']:.1f}", "null 95 % (%)": f"{100 * v['null95']:.1f}"}
+            for name, v in r["regions"].items()]
+    console.print(_table(rows, ["region", "channels", "top-1 (%)", "top-5 (%)", "null 95 % (%)"],
+                         title=f"{r['mode']} (chance top-1 {100 * r['chance_top1']:.1f} %)"))
+    console.print(f"→ {run_dir / 'analysis' / 'spatial.json'}, {run_dir / 'analysis' / 'spatial.png'}")
 
 
 @app.command()

@@ -19,9 +19,10 @@ from mindsight._atomic import atomic_path
 from mindsight.embed.base import DEFAULT_IMAGE_MODEL
 from mindsight.errors import DataFormatError
 
-PROTOCOLS = ("intra", "loso")
+PROTOCOLS = ("intra", "loso", "pooled")
 TRIAL_MODES = ("averaged", "single")
 SELECT_BY = ("val_loss", "val_top1")
+TEST_SETS = ("small", "large")  # THINGS-MEG's test sets (Benchetrit et al.); others have 'small'
 
 
 @dataclass
@@ -36,6 +37,7 @@ class DataConfig:
     channels: list[str] | None = None  # channel subset (None: all)
     train_trials: str = "averaged"  # 'averaged' over repetitions or 'single' trials
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
+    test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    protocol: str = "intra"  # 'intra' (per subject) or 'loso' (leave one subject out)
+    protocol: str = "intra"  # 'intra' (per subject), 'loso' (leave one out), 'pooled' (all subjects)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -85,6 +87,8 @@ class RunConfig:
             (self.train.batch_size >= 2, f"train.batch_size must be >= 2, got {self.train.batch_size}"),
             (0.0 < self.data.val_fraction < 1.0,
              f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}"),
+            (self.data.test_set in TEST_SETS,
+             f"data.test_set must be one of {TEST_SETS}, got {self.data.test_set!r}"),
             (len(self.train.seeds) >= 1, "train.seeds must list at least one seed"),
             (len(self.data.subjects) >= 1, "data.subjects must list at least one subject"),
             (self.protocol != "loso" or len(set(self.data.subjects)) >= 2,

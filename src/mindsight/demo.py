@@ -72,10 +72,10 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
         plot_training,
         summary_tables,
     )
-    from mindsight.io.images import read_image_set
+    from mindsight.io.datasets import read_images
     from mindsight.train.checkpoint import load_tensors
 
-    images = read_image_set(cfg.data.images)["test"]
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)["test"]
     feats = image_features(images, cfg.model.image_model, cache_dir=cache_dir, progress=False)
     fold = out / "folds" / m["folds"][0]["fold"]
     emb, _ = load_tensors(fold / "test_embeddings.safetensors")

@@ -63,12 +63,12 @@ def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, 
                         cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
     """The repetition curve of every fold of ``run_dir`` → ``analysis/repetitions.json`` + PNG."""
     from mindsight.embed.features import image_features
-    from mindsight.io.images import read_image_set
+    from mindsight.io.datasets import read_images
     from mindsight.train.run import check_images, folds, load_partition
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    images = read_image_set(cfg.data.images)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
                                             device=device, progress=progress).features).to(device)

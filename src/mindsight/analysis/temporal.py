@@ -60,7 +60,7 @@ def _null95(sim: torch.Tensor, target: torch.Tensor, n_permutations: int, seed: 
     return float(np.percentile(hits, 95))
 
 
-def _scores(emb: torch.Tensor, feats: torch.Tensor, target: torch.Tensor, n_permutations: int,
+def retrieval_scores(emb: torch.Tensor, feats: torch.Tensor, target: torch.Tensor, n_permutations: int,
             seed: int) -> tuple[dict[str, float], torch.Tensor]:
     sim = similarity(emb, feats)
     rank = ranks(sim, target.to(sim.device)).cpu()
@@ -80,7 +80,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
 
     from mindsight.embed.features import image_features
     from mindsight.evaluate.run import load_model, load_run_config, trained_fold
-    from mindsight.io.images import read_image_set
+    from mindsight.io.datasets import read_images
     from mindsight.train.run import (
         check_images,
         fit_recording,
@@ -95,7 +95,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     cfg = load_run_config(run_dir)
     fold = folds(cfg)[0]
     fold_dir, _ = trained_fold(run_dir, fold)
-    images = read_image_set(cfg.data.images)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     test_table = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir, device=device)
     feats = torch.from_numpy(test_table.features).to(device)
@@ -130,7 +130,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
             m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)
             tt = trial_tensors(test.crop(start, end), len(feats))
             emb, _ = m.embed(tt.x, tt.subject)
-        scores, rank = _scores(emb, feats, t.image, n_permutations, seed)
+        scores, rank = retrieval_scores(emb, feats, t.image, n_permutations, seed)
         result[kind].append({"start": start, "end": end, **scores})
         if kind == "sliding":  # earliest window with the best rank of each test image
             w = len(result["sliding"]) - 1

@@ -42,6 +42,11 @@ def is_closed_form(name: str) -> bool:
     return bool(ENCODERS.entry(name).tags.get("closed_form", False))
 
 
+def needs_ch_names(name: str) -> bool:
+    """True for encoders that take the channel names (``ch_names=``), e.g. for sensor positions."""
+    return bool(ENCODERS.entry(name).tags.get("needs_ch_names", False))
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

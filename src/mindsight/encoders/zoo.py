@@ -2,7 +2,8 @@
 
 The braindecode model is built with ``n_outputs = hidden`` (its own classifier layer becomes a
 linear read-out of that size) and :class:`ResidualProjector` maps it to the embedding, so every
-model ends in the same LayerNorm'd embedding as ATM and NICE.
+model ends in the same LayerNorm'd embedding as ATM and NICE. (braindecode's BrainModule is not
+wrapped here: ``brainmodule`` is Benchetrit et al.'s full model, in :mod:`.brainmodule`.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ BRAINDECODE_MODELS = {
     "shallowfbcspnet": ("ShallowFBCSPNet", "ShallowFBCSPNet (braindecode) + projection head"),
     "eegconformer": ("EEGConformer", "EEG Conformer (braindecode) + projection head"),
     "atcnet": ("ATCNet", "ATCNet (braindecode) + projection head"),
-    "brainmodule": ("BrainModule", "Benchetrit et al.'s brain module (braindecode) + projection head"),
 }
 
 

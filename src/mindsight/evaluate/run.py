@@ -24,7 +24,7 @@ from mindsight.embed.features import image_features, text_features
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
-from mindsight.io.images import read_image_set
+from mindsight.io.datasets import read_images
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import load_tensors, save_tensors
 from mindsight.train.data import trial_tensors
@@ -50,12 +50,12 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 def trained_fold(run_dir: Path, fold: Fold) -> tuple[Path, dict[str, Any]]:
     """(folder, fold.json) of a fold whose training finished; a clear error otherwise."""
-    fold_dir = run_dir / "folds" / fold.name
+    fold_dir = run_dir / "folds" / fold.model_name
     info_path = fold_dir / "fold.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if not info.get("complete") or not (fold_dir / "model.safetensors").is_file():
         raise MissingFileError(
-            f"{fold_dir}: no trained encoder: fold {fold.name} has not finished training; run "
+            f"{fold_dir}: no trained encoder: fold {fold.model_name} has not finished training; run "
             f"`mindsight train ... --out {run_dir} --resume` first"
         )
     return fold_dir, info
@@ -135,7 +135,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     cfg = load_run_config(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
     device = resolve_device(device)
-    images = read_image_set(cfg.data.images)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     image_model = cfg.model.image_model
     test_feats = image_features(images["test"], image_model, cache_dir=cache_dir, device=device,
@@ -158,7 +158,9 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
             text = text_cache[text_model]
         metrics, emb = evaluate_fold(model, rec, torch.from_numpy(test_feats.features).to(device),
                                      text, single_trial=single_trial, n_draws=n_draws)
-        save_tensors(fold_dir / "test_embeddings.safetensors", {"embeddings": emb},
+        # a pooled model serves every subject: one embeddings file per test subject
+        emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
+        save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb},
                      {"images": list(test_feats.keys), "image_model": image_model})
         metrics.update(fold=fold.name, subject=fold.test_subject, seed=fold.seed,
                        epoch=info.get("best_epoch", 0), val=info.get("val"))

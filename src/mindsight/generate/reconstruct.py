@@ -101,7 +101,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     """Fit stage I and the low-level pathway on the fold's training data, reconstruct its test
     images, score them (with the upper bound and chance), write the outputs; return the JSON."""
     from mindsight.embed.features import image_features
-    from mindsight.io.images import read_image_set
+    from mindsight.io.datasets import read_images
     from mindsight.train.data import trial_tensors
     from mindsight.train.run import check_images, load_partition, load_training
 
@@ -115,13 +115,14 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    images = read_image_set(cfg.data.images)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     train_feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
                                  device=device, progress=progress)
     test_feats = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
                                 device=device, progress=progress)
     model = load_model(fold_dir, device)
+    head = "mse" if model.two_heads else "clip"  # Benchetrit et al. generate from the MSE head
 
     # ---- training data of this fold: averaged trials, the same validation concepts as training
     rec = load_training(cfg, fold, images, cache_dir, progress)
@@ -143,8 +144,8 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
             prior.cfg = rc.prior_config
             prior_info = meta["info"]
         else:
-            tr_emb, _ = model.embed(train_t.x, train_t.subject)
-            va_emb, _ = model.embed(val_t.x, val_t.subject)
+            tr_emb, _ = model.embed(train_t.x, train_t.subject, head=head)
+            va_emb, _ = model.embed(val_t.x, val_t.subject, head=head)
             prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
             prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
                                    seed=rc.seed, progress=progress)
@@ -178,7 +179,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     if rc.max_images is not None:
         order = order[: rc.max_images]
     x, subj, idx = test_t.x[order], test_t.subject[order], test_t.image[order]
-    brain_emb, _ = model.embed(x, subj)
+    brain_emb, _ = model.embed(x, subj, head=head)
     paths = [images["test"].paths[i] for i in idx.tolist()]
     names = [p.stem for p in paths]
 
@@ -212,7 +213,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         return float((_top5(a, all_test)[:, 0] == idx).float().mean())
 
     report: dict[str, Any] = {
-        "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "n_images": len(names),
+        "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "brain_head": head, "n_images": len(names),
         "config": rc.to_dict(), "generator": gen.describe(),
         "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
         "lowlevel": low_info,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def to_float32_checked(
+    raw: np.ndarray, start: int, source: Path | str, key: str, shape: tuple[int, ...]
+) -> np.ndarray:
+    """``raw`` (rows ``start:`` of an array of ``shape``) as float32; NaN or Inf is an error."""
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported below
+        chunk = np.asarray(raw).astype(np.float32, copy=False)
+    bad = ~np.isfinite(chunk)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        idx = (idx[0] + start, *idx[1:])
+        what = "NaN" if np.isnan(chunk[bad]).any() else "Inf (or a value beyond float32)"
+        raise DataFormatError(
+            f"{source}: {key!r} holds {what} at index {idx} (shape {tuple(shape)}); "
+            "clean or re-preprocess the recording"
+        )
+    return chunk
+
+
 def iter_float32_chunks(
     array: np.ndarray, source: Path, key: str, chunk_bytes: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -86,18 +104,7 @@ def iter_float32_chunks(
                 raw = raw.reshape((stop - start, *array.shape[1:]))
             else:
                 raw = np.asarray(array[start:stop])
-            with np.errstate(over="ignore"):  # values beyond float32 become Inf, reported below
-                chunk = raw.astype(np.float32, copy=False)
-            bad = ~np.isfinite(chunk)
-            if bad.any():
-                idx = tuple(int(i) for i in np.argwhere(bad)[0])
-                idx = (idx[0] + start, *idx[1:])
-                what = "NaN" if np.isnan(chunk[bad]).any() else "Inf (or a value beyond float32)"
-                raise DataFormatError(
-                    f"{source}: {key!r} holds {what} at index {idx} (shape {array.shape}); "
-                    "clean or re-preprocess the recording"
-                )
-            yield start, chunk
+            yield start, to_float32_checked(raw, start, source, key, array.shape)
     finally:
         if fh is not None:
             fh.close()
@@ -183,6 +190,127 @@ def _open_source(
         )
     extras = {k: _jsonable(v) for k, v in content.items() if k != key}
     return array, extras
+
+
+# -- sources that are not dict/NPY files (MNE .fif epochs, torch pickles) ---------------------
+def _sources_entry(
+    sources: Sequence[str | os.PathLike], key: str, cache_dir: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Cache entry of data derived from several files (e.g. an MNE file and its split parts)."""
+    files = []
+    for s in sources:
+        st = Path(s).stat()
+        files.append({"source": str(Path(s).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    ident = {"sources": files, "key": key, "version": CACHE_VERSION}
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    first = Path(sources[0])
+    return cache_dir / "arrays" / f"{first.parent.name}-{first.stem}-{digest}", ident
+
+
+def cached_json(
+    sources: Sequence[str | os.PathLike],
+    key: str,
+    build: Callable[[], dict[str, Any]],
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """``build()`` (a JSON-compatible dict describing ``sources``), computed once and cached.
+
+    Keyed like the arrays: a changed source file gives a new entry. Used for headers that are
+    slow to read (the events and channels of a multi-gigabyte MNE file).
+    """
+    if not use_cache:
+        return build()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry, ident = _sources_entry(sources, key, cache_dir)
+    path = entry / "header.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("ident") == ident:
+            return saved["value"]
+    value = build()
+    entry.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"ident": ident, "value": value})
+    return value
+
+
+def lookup_float32(
+    sources: Sequence[str | os.PathLike], key: str, cache_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The cached ``(array, extras)`` that :func:`load_float32_rows` stored for these sources and
+    key, memory-mapped; None when there is none (or the sources changed since)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry, ident = _sources_entry(sources, key, cache_dir)
+    meta_path = entry / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("ident") != ident or not (entry / meta["data"]).is_file():
+        return None
+    return read_npy(entry / meta["data"]), meta["extras"]
+
+
+def load_float32_rows(
+    sources: Sequence[str | os.PathLike],
+    key: str,
+    shape: tuple[int, ...],
+    read_rows: Callable[[int, int], np.ndarray],
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    use_cache: bool = True,
+    extras: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_bytes: int | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A float32 array of ``shape`` read by ``read_rows(start, stop)``, cached like :func:`load_float32`.
+
+    For sources without a dict/NPY container (MNE epochs, torch tensors): ``read_rows`` returns
+    rows ``start:stop`` in any float dtype and is only called when the cache misses, one chunk
+    of about ``chunk_bytes`` (float64) at a time, so memory use is one chunk. ``key`` names what
+    is read (e.g. the trials selected), so different selections of one file are cached apart.
+    ``extras`` are stored with the array and returned on later hits.
+    """
+    if use_cache and (hit := lookup_float32(sources, key, cache_dir)) is not None:
+        return hit
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry, ident = _sources_entry(sources, key, cache_dir)
+    meta_path = entry / "meta.json"
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 1 or 0 in shape:
+        raise DataFormatError(f"{sources[0]}: {key} is empty (shape {shape})")
+    total = shape[0]
+    row_items = int(np.prod(shape[1:], dtype=np.int64))
+    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    step = max(1, budget // max(1, row_items * 8))
+
+    def chunks() -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, total, step):
+            stop = min(total, start + step)
+            raw = np.asarray(read_rows(start, stop))
+            if raw.shape != (stop - start, *shape[1:]):
+                raise DataFormatError(
+                    f"{sources[0]}: reading rows {start}:{stop} of {key} gave shape {raw.shape}, "
+                    f"expected {(stop - start, *shape[1:])}"
+                )
+            yield start, to_float32_checked(raw, start, sources[0], key, shape)
+            if progress:
+                progress(stop, total)
+
+    extras = {k: _jsonable(v) for k, v in (extras or {}).items()}
+    if not use_cache:
+        out = np.empty(shape, dtype=np.float32)
+        for start, chunk in chunks():
+            out[start : start + len(chunk)] = chunk
+        return out, extras
+    entry.mkdir(parents=True, exist_ok=True)
+    with atomic_path(entry / "data.npy") as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_2_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        for _, chunk in chunks():
+            chunk.astype("<f4", copy=False).tofile(fh)
+    write_json(meta_path, {"ident": ident, "data": "data.npy", "shape": list(shape), "extras": extras})
+    return read_npy(entry / "data.npy"), extras
 
 
 def clear_cache(cache_dir: str | os.PathLike | None = None) -> int:

@@ -27,6 +27,16 @@ from mindsight.io.things_eeg2 import (
     find_raw_sessions,
     walk_files,
 )
+from mindsight.io.things_meg import LAYOUTS as MEG_LAYOUTS
+from mindsight.io.things_meg import (
+    MegFile,
+    attributes_table,
+    find_things_meg,
+    join_epochs,
+    read_atm_content,
+    read_epochs_header,
+    select_partition,
+)
 
 
 @dataclass
@@ -80,6 +90,51 @@ def _describe_preprocessed(f: PreprocessedFile) -> dict[str, Any]:
             row["images"] // EXEMPLARS_PER_TRAIN_CONCEPT if f.partition == "train" else row["images"]
         )
     return row
+
+
+def _describe_meg(root: Path) -> list[Finding]:
+    """THINGS-MEG files: the official epochs (header and trial table only) and ATM pickles."""
+    found = find_things_meg(root)
+    findings = []
+    for layout, desc in MEG_LAYOUTS.items():
+        files = sorted((f for f in found if f.layout == layout), key=lambda f: (f.subject, f.partition or ""))
+        if files:
+            rows = [r for f in files for r in (_meg_official_rows(f) if layout == "official" else [_meg_atm_row(f)])]
+            findings.append(Finding("preprocessed", f"things-meg-{layout}", desc, root, rows))
+    return findings
+
+
+def _meg_official_rows(f: MegFile) -> list[dict[str, Any]]:
+    header = read_epochs_header(f.path)
+    n_ch, n_t = len(header["ch_names"]), len(header["times"])
+    base = {"subject": f.subject, "n_chans": n_ch, "n_times": n_t, "dtype": "float32",
+            "file": str(f.path), **_time_row(np.asarray(header["times"]), n_t)}
+    try:
+        df, table = attributes_table(f)
+        join_epochs(df, np.asarray(header["events"]), table, str(f.path))
+    except (DataFormatError, MissingFileError) as exc:
+        return [{**base, "partition": "all", "shape": [len(header["events"]), n_ch, n_t],
+                 "note": str(exc)}]
+    rows = []
+    for part, test_set, label in (("train", "small", "train"), ("test", "small", "test"),
+                                  ("test", "large", "test (large)")):
+        sel = select_partition(df, part, test_set, table)
+        rows.append({**base, "partition": label, "shape": [len(sel.rows), n_ch, n_t],
+                     "images": len(sel.image_nrs), "concepts": len(sel.concept_folders),
+                     "attributes": table})
+    return rows
+
+
+def _meg_atm_row(f: MegFile) -> dict[str, Any]:
+    content, key = read_atm_content(f.path)
+    arr = content[key]
+    if not isinstance(arr, np.ndarray) or arr.ndim != 5:
+        raise DataFormatError(f"{f.path}: meg_data should be 5-D, found {getattr(arr, 'shape', arr)}")
+    n_c, n_i, n_r, n_ch, n_t = arr.shape
+    return {"subject": f.subject, "partition": f.partition, "shape": list(arr.shape),
+            "axes": "concept×image×repetition×channel×time", "n_chans": n_ch, "n_times": n_t,
+            "images": n_c * n_i, "concepts": n_c, "dtype": str(arr.dtype), "file": str(f.path),
+            **_time_row(np.asarray(content["times"], dtype=float), n_t)}
 
 
 def _describe_raw(root: Path) -> list[Finding]:
@@ -153,13 +208,14 @@ def describe(path: str | os.PathLike) -> list[Finding]:
         if files:
             rows = [_describe_preprocessed(f) for f in sorted(files, key=lambda f: (f.subject, f.partition))]
             findings.append(Finding("preprocessed", layout, LAYOUTS[layout], root, rows))
+    findings += _describe_meg(root)
     findings += _describe_raw(root)
     findings += _describe_images(root)
     findings += _describe_features(root)
     if not findings:
         raise DataFormatError(
             f"{root}: no recognised layout. mindsight reads: "
-            + "; ".join(LAYOUTS.values())
+            + "; ".join([*LAYOUTS.values(), *MEG_LAYOUTS.values()])
             + "; the THINGS-EEG2 raw release; THINGS image sets; ATM/NICE/things-eeg2-dataset features"
         )
     return findings

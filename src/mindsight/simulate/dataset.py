@@ -1,4 +1,4 @@
-"""``mindsight simulate``: write a complete THINGS-EEG2-like dataset with a known ceiling.
+"""``mindsight simulate``: write a complete THINGS-EEG2- or THINGS-MEG-like dataset with a known ceiling.
 
 Layout of the output folder (each part in its public format, read by ``mindsight.io``)::
 
@@ -9,6 +9,13 @@ Layout of the output folder (each part in its public format, read by ``mindsight
     raw_data/                     raw release (optional): sub-XX/ses-01/raw_eeg_*.npy, 1000 Hz,
                                   63 ch + stim row, in volts
     simulation.json               the configuration, per-subject ideal-observer ceilings, credits
+
+and in MEG mode (``modality='meg'``, see :mod:`mindsight.simulate.meg`)::
+
+    images/                       as above, plus test_concept_exemplars/ (the large test set)
+    derivatives/preprocessed/     official THINGS-MEG derivative: preprocessed_P{n}-epo.fif
+    sourcedata/                   sample_attributes_P{n}.csv
+    THINGS-MEG-atm/sub-XX/        ATM's pickles: preprocessed_meg_training.pkl, preprocessed_meg_zs_test.pkl
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ SFREQ = 250.0
 TIMES = np.round(np.arange(-50, 250) / SFREQ, 4)  # -0.2 … 0.996 s, as NICE/ATM save them
 KEEP = slice(50, 300)  # 0 … 0.996 s: the samples the NICE/ATM release keeps
 LAYOUTS = ("nice-atm", "official", "raw")
+MEG_LAYOUTS = ("meg-official", "meg-atm")
+MODALITIES = ("eeg", "meg")
 
 
 @dataclass
@@ -51,6 +60,7 @@ class SimConfig:
     layouts: list[str] = field(default_factory=lambda: ["nice-atm", "official"])
     dtype: str = "float64"  # the releases' dtype; float32 halves the files
     observer_draws: int = 4  # fresh test sets drawn for the ceiling, besides the written one
+    modality: str = "eeg"  # 'eeg' (63 channels, THINGS-EEG2 layouts) or 'meg' (271 CTF sensors)
 
 
 PRESETS: dict[str, SimConfig] = {
@@ -59,6 +69,16 @@ PRESETS: dict[str, SimConfig] = {
     "demo": SimConfig(dtype="float32", subjects=[1]),
     "things": SimConfig(n_train_concepts=1654, exemplars=10, n_test_concepts=200, n_reps_train=4,
                         n_reps_test=80, subjects=list(range(1, 11)), image_size=224),
+    # MEG: every exp image seen once, test images once per session (THINGS-MEG's design)
+    "meg-tiny": SimConfig(n_train_concepts=12, exemplars=3, n_test_concepts=8, n_reps_train=1,
+                          n_reps_test=4, subjects=[1], image_size=64, modality="meg",
+                          layouts=list(MEG_LAYOUTS), dtype="float32"),
+    "meg-demo": SimConfig(n_train_concepts=200, exemplars=4, n_test_concepts=50, n_reps_train=1,
+                          n_reps_test=12, subjects=[1, 2], modality="meg", layouts=list(MEG_LAYOUTS),
+                          dtype="float32"),
+    "things-meg": SimConfig(n_train_concepts=1654, exemplars=12, n_test_concepts=200, n_reps_train=1,
+                            n_reps_test=12, subjects=[1, 2, 3, 4], image_size=224, modality="meg",
+                            layouts=list(MEG_LAYOUTS), dtype="float32"),
 }
 DIFFICULTY = {"easy": 0.6, "default": 1.0, "hard": 1.6}
 
@@ -72,9 +92,12 @@ def preset(name: str, difficulty: str = "default", **changes: Any) -> SimConfig:
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-def noise_model(lead, subject: int, cfg: SimConfig) -> NoiseModel:
-    return make_noise(lead, subject, SFREQ, seed=cfg.seed, background=1.0 * cfg.noise,
-                      sensor=0.3 * cfg.noise, alpha=0.5 * cfg.noise)
+def noise_model(lead, subject: int, cfg: SimConfig, sfreq: float = SFREQ) -> NoiseModel:
+    # sensor noise per channel scales with 1/sqrt(n_chans): the same total white-noise energy
+    # against the (unit-norm) source maps whether 63 electrodes or 271 sensors record them
+    sensor = 0.3 * cfg.noise * np.sqrt(len(CH_NAMES_63) / len(lead.ch_names))
+    return make_noise(lead, subject, sfreq, seed=cfg.seed, background=1.0 * cfg.noise,
+                      sensor=sensor, alpha=0.5 * cfg.noise)
 
 
 def trials(signal: np.ndarray, noise: NoiseModel, n_reps: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,9 +123,12 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     from mindsight.simulate.head import lead_field
 
     out = Path(out)
-    bad = sorted(set(cfg.layouts) - set(LAYOUTS))
+    if cfg.modality not in MODALITIES:
+        raise DataFormatError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
+    allowed = MEG_LAYOUTS if cfg.modality == "meg" else LAYOUTS
+    bad = sorted(set(cfg.layouts) - set(allowed))
     if bad:
-        raise DataFormatError(f"unknown layout(s) {bad}; available: {', '.join(LAYOUTS)}")
+        raise DataFormatError(f"unknown {cfg.modality} layout(s) {bad}; available: {', '.join(allowed)}")
     meta_path = out / "simulation.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -112,6 +138,8 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     train_c, test_c = stimuli.choose_concepts(cfg.n_train_concepts, cfg.n_test_concepts, cfg.seed)
     images = stimuli.write_image_set(out / "images", train_c, test_c, cfg.exemplars, cfg.image_size,
                                      cfg.seed, progress)
+    if cfg.modality == "meg":
+        return _simulate_meg(out, cfg, images, train_c, test_c, device, progress, cache_dir)
     imgset = read_image_set(images)
     paths = imgset["train"].paths + imgset["test"].paths
     names = [imgset["train"].concept_names[c] for c in imgset["train"].concept] + \
@@ -145,6 +173,84 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     return meta
 
 
+def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, device: str,
+                  progress: bool, cache_dir: Any) -> dict[str, Any]:
+    """MEG mode of :func:`simulate` (see :mod:`mindsight.simulate.meg`)."""
+    from tqdm.auto import tqdm
+
+    from mindsight.io.things_meg import write_things_meg_atm, write_things_meg_official
+    from mindsight.sensors import ctf_271
+    from mindsight.simulate import meg
+    from mindsight.simulate.head import lead_field
+
+    meg.write_extra_images(images, test_c, cfg.exemplars, cfg.image_size, cfg.seed)
+    d = meg.design(train_c, test_c, cfg.exemplars)
+    levels, embeddings = image_levels([images / p for p in d.image_path], d.concept_name, device, progress)
+    ch_names = ctf_271()
+    lead = lead_field(ch_names)
+    n_tr, n_te = len(d.rows("train")), len(d.rows("test"))
+    subjects_meta = {}
+    for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
+        rng = np.random.default_rng([cfg.seed, 3000 + s])
+        brain = make_brain(lead, s, {k: v.shape[1] for k, v in levels.items()}, cfg.seed, cfg.shared)
+        noise = noise_model(lead, s, cfg, meg.SFREQ)
+        signal = evoked(brain, levels, meg.TIMES)
+        catch = evoked(brain, {k: np.zeros((1, v.shape[1])) for k, v in levels.items()}, meg.TIMES)
+        order = meg.sessions(d, cfg.n_reps_test, rng)
+        shown = np.concatenate(order)
+        templates = np.concatenate([signal, catch])
+        epochs = np.concatenate([  # each shown trial once; in chunks to bound memory
+            trials(templates[shown[i : i + 256]], noise, 1, rng)[:, 0] for i in range(0, len(shown), 256)])
+        attrs = meg.attributes(d, order)
+        dtype = np.dtype(cfg.dtype)
+        if "meg-official" in cfg.layouts:
+            write_things_meg_official(out, s, epochs.astype(dtype), ch_names, meg.SFREQ,
+                                      float(meg.TIMES[0]), attrs,
+                                      attrs["things_image_nr"].to_numpy())
+        test_rows = d.rows("test")
+        test_trials = np.stack([epochs[shown == r] for r in test_rows])  # (n_te, reps, ch, t)
+        if "meg-atm" in cfg.layouts:
+            train_rows = d.rows("train")
+            train_trials = np.stack([epochs[shown == r][0] for r in train_rows])
+            train_arr = train_trials.reshape(n_tr // cfg.exemplars, cfg.exemplars, 1,
+                                             *train_trials.shape[1:])[..., meg.KEEP]
+            test_arr = test_trials[:, None][..., meg.KEEP]
+            write_things_meg_atm(out / "THINGS-MEG-atm", s, train_arr.astype(dtype),
+                                 test_arr.astype(dtype), ch_names, meg.TIMES[meg.KEEP])
+        subjects_meta[str(s)] = ideal_observer(signal[test_rows], test_trials, noise, cfg, rng,
+                                               times=meg.TIMES, keep=meg.KEEP)
+    del n_te
+    _prime_meg_feature_cache(out, images, d, embeddings, cfg, cache_dir)
+    ceiling = {k: float(np.mean([m[k] for m in subjects_meta.values()]))
+               for k in ("ceiling_top1", "ceiling_top5")}
+    meta = {
+        "config": asdict(cfg), "n_way": cfg.n_test_concepts, **ceiling, "subjects": subjects_meta,
+        "ceiling_definition": "ideal-observer n-way retrieval on repetition-averaged test MEG "
+                              "(small test set, 271 sensors, 0–1 s; see mindsight.simulate.observer)",
+        "stimuli": stimuli.ATTRIBUTION,
+        "forward_model": "see mindsight.simulate.forward / noise / meg and the README",
+    }
+    write_json(out / "simulation.json", meta)
+    return meta
+
+
+def _prime_meg_feature_cache(out: Path, images: Path, d, embeddings: np.ndarray, cfg: SimConfig,
+                             cache_dir: Any) -> None:
+    """Store the Lite0 features of every image partition a MEG run can ask for."""
+    from mindsight.embed.features import cache_path, store_image_features
+    from mindsight.io.datasets import read_images
+
+    pos = {p: i for i, p in enumerate(d.image_path)}
+    roots = [out / "derivatives" / "preprocessed"] if "meg-official" in cfg.layouts else [out / "THINGS-MEG-atm"]
+    for test_set in ("small", "large") if "meg-official" in cfg.layouts else ("small",):
+        imgset = read_images(roots[0], images, test_set=test_set)
+        for part in ("train", "test"):
+            p = imgset[part]
+            if not cache_path("efficientnet-lite0", "image", p.fingerprint(), cache_dir).is_file():
+                rows = [pos[f] for f in p.files]
+                store_image_features(p, "efficientnet-lite0", embeddings[rows], cache_dir)
+
+
 def _prime_feature_cache(imgset, embeddings: np.ndarray, cache_dir: Any) -> None:
     from mindsight.embed.features import cache_path, store_image_features
 
@@ -156,15 +262,16 @@ def _prime_feature_cache(imgset, embeddings: np.ndarray, cache_dir: Any) -> None
 
 
 def ideal_observer(templates: np.ndarray, test_trials: np.ndarray, noise: NoiseModel,
-                   cfg: SimConfig, rng: np.random.Generator) -> dict[str, float]:
+                   cfg: SimConfig, rng: np.random.Generator, times: np.ndarray = TIMES,
+                   keep: slice = KEEP) -> dict[str, float]:
     """Ceiling on this subject's test set: the written data plus ``observer_draws`` fresh ones."""
     n_reps = test_trials.shape[1]
-    white = whitener(noise, len(TIMES), KEEP, n_averaged=n_reps)
-    tmpl = templates[:, :, KEEP]
-    written = decide(white, tmpl, test_trials.mean(1)[:, :, KEEP])
+    white = whitener(noise, len(times), keep, n_averaged=n_reps)
+    tmpl = templates[:, :, keep]
+    written = decide(white, tmpl, test_trials.mean(1)[:, :, keep])
     ranks = [written]
     for _ in range(cfg.observer_draws):
-        ranks.append(decide(white, tmpl, trials(templates, noise, n_reps, rng).mean(1)[:, :, KEEP]))
+        ranks.append(decide(white, tmpl, trials(templates, noise, n_reps, rng).mean(1)[:, :, keep]))
     allr = np.concatenate(ranks)
     return {"ceiling_top1": float((allr < 1).mean()), "ceiling_top5": float((allr < 5).mean()),
             "ceiling_top1_written_test_set": float((written < 1).mean()),

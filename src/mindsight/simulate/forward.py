@@ -28,12 +28,13 @@ class Level:
     gain: float  # share of signal amplitude
 
 
-LEVELS = (
-    Level("low", 0.10, 0.025, (0.0, 0.15), 6, 1.0),
-    Level("mid", 0.17, 0.035, (0.05, 0.30), 6, 0.9),
-    Level("high", 0.25, 0.05, (0.15, 0.45), 6, 0.8),
-    Level("semantic", 0.40, 0.08, (0.30, 0.65), 6, 0.6),
+LEVELS = (  # the ventral stream: occipital pole → lateral occipital → occipito-temporal
+    Level("low", 0.10, 0.025, (0.0, 0.12), 6, 1.0),
+    Level("mid", 0.17, 0.035, (0.03, 0.22), 6, 0.9),
+    Level("high", 0.25, 0.05, (0.08, 0.35), 6, 0.8),
+    Level("semantic", 0.40, 0.08, (0.20, 0.55), 6, 0.6),
 )
+SUPERFICIAL = 0.6  # sources lie in the outer shell (cortex), beyond this fraction of the deepest radius
 OFFSET_LATENCY = 0.20
 
 
@@ -60,6 +61,8 @@ def make_brain(lead: LeadField, subject: int, n_features: dict[str, int], seed: 
     """Subject ``subject``'s sources; ``shared`` ∈ [0, 1] is the part common to all subjects."""
     common, own = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1000 + subject])
     rank = lead.posterior_rank()
+    radius = np.linalg.norm(lead.positions, axis=1)
+    rank = np.where(radius >= SUPERFICIAL * radius.max(), rank, np.inf)  # deep dipoles never drawn
     a, b = np.sqrt(shared), np.sqrt(1 - shared)
     topo, weights = {}, {}
 

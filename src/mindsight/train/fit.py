@@ -74,10 +74,11 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
     total, n, embs = 0.0, 0, []
     for start in range(0, len(val), batch_size):
         sl = slice(start, start + batch_size)
-        emb, txt = model(val.x[sl], val.subject[sl])
+        emb, txt, mse = model.heads(val.x[sl], val.subject[sl])
         loss, _ = model.loss(emb, targets.images[val.image[sl]], txt,
                              targets.text_val,
-                             None if targets.val_concepts is None else targets.val_concepts[sl])
+                             None if targets.val_concepts is None else targets.val_concepts[sl],
+                             mse_pred=mse)
         total += float(loss) * len(emb)
         n += len(emb)
         embs.append(emb)
@@ -129,9 +130,10 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             if len(idx) < 2:  # a lone trial has no negatives (and breaks batch norm)
                 continue
             img = train.image[idx]
-            emb, txt = model(train.x[idx], train.subject[idx])
+            emb, txt, mse = model.heads(train.x[idx], train.subject[idx])
             loss, parts = model.loss(emb, targets.images[img], txt, targets.text_train,
-                                     None if targets.train_concepts is None else targets.train_concepts[idx])
+                                     None if targets.train_concepts is None else targets.train_concepts[idx],
+                                     mse_pred=mse)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -27,6 +27,8 @@ def clip_loss(brain: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tenso
 class ContrastiveLoss(nn.Module):
     """λ·CLIP + (1 − λ)·MSE + text_weight·CE(brain → concept-name embeddings).
 
+    The MSE term reads ``mse_pred`` when given: the MSE head of a two-head encoder.
+
     The temperature is a parameter of the loss (initialised to ``temperature``), trained with
     the encoder when ``learn_temperature``; it is saved in checkpoints with the model.
     """
@@ -46,7 +48,10 @@ class ContrastiveLoss(nn.Module):
     def forward(self, brain: torch.Tensor, image: torch.Tensor,
                 text_pred: torch.Tensor | None = None,
                 text_table: torch.Tensor | None = None,
-                concept_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                concept_ids: torch.Tensor | None = None,
+                mse_pred: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """``brain`` enters the CLIP (and text) term, ``mse_pred`` the MSE term; without
+        ``mse_pred`` (single-head encoders) ``brain`` enters both."""
         scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE)
         parts: dict[str, torch.Tensor] = {}
         total = brain.new_zeros(())
@@ -54,7 +59,7 @@ class ContrastiveLoss(nn.Module):
             parts["clip"] = clip_loss(brain, image, scale)
             total = total + self.clip_weight * parts["clip"]
         if self.clip_weight < 1:
-            parts["mse"] = F.mse_loss(brain, image)
+            parts["mse"] = F.mse_loss(brain if mse_pred is None else mse_pred, image)
             total = total + (1 - self.clip_weight) * parts["mse"]
         if self.text_weight > 0 and text_pred is not None:
             logits = scale.exp() * F.normalize(text_pred, dim=1) @ F.normalize(text_table, dim=1).T

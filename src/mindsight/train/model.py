@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mindsight.encoders import build_encoder
+from mindsight.encoders import build_encoder, needs_ch_names
+from mindsight.errors import DataFormatError
 from mindsight.train.losses import ContrastiveLoss
 
 
@@ -44,7 +45,12 @@ class ModelSpec:
 
 
 class AlignmentModel(nn.Module):
-    """encoder(x) → image embedding; text_head(embedding) → concept-name embedding (optional)."""
+    """encoder(x) → image embedding; text_head(embedding) → concept-name embedding (optional).
+
+    Encoders that need the channel names (``needs_ch_names``) get ``spec.ch_names``. An encoder
+    with ``forward_heads`` (the brain module) has a CLIP head and an MSE head: the loss's CLIP
+    term reads the first and its MSE term the second (:meth:`heads`); retrieval uses the first.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -52,8 +58,11 @@ class AlignmentModel(nn.Module):
         params = dict(spec.params)
         if spec.subjects:
             params["n_subjects"] = len(spec.subjects)
+        if needs_ch_names(spec.encoder):  # e.g. the brain module's spatial attention
+            params["ch_names"] = list(spec.ch_names) or None
         self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
                                      sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
+        self.two_heads = hasattr(self.encoder, "forward_heads")  # a separate MSE head
         self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
         self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
                                     spec.learn_temperature)
@@ -65,22 +74,41 @@ class AlignmentModel(nn.Module):
             out[subjects == s] = i
         return out
 
+    def _inputs(self, x: torch.Tensor, subject: torch.Tensor | None) -> tuple:
+        if self.spec.subjects:
+            return x, (None if subject is None else self.subject_index(subject))
+        return (x,)
+
+    def _text(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.text_head(emb) if self.text_head is not None else emb
+
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(image-space embedding, text-space embedding) of epochs ``x`` from subject ids
         ``subject``. The two are the same tensor when there is no text head (the image model
-        has its own text tower)."""
-        if self.spec.subjects:
-            tokens = None if subject is None else self.subject_index(subject)
-            emb = self.encoder(x, tokens)
-        else:
-            emb = self.encoder(x)
-        return emb, (self.text_head(emb) if self.text_head is not None else emb)
+        has its own text tower). With a two-head encoder the image-space embedding is its CLIP
+        head's."""
+        emb = self.encoder(*self._inputs(x, subject))
+        return emb, self._text(emb)
+
+    def heads(self, x: torch.Tensor, subject: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(CLIP-head embedding, text-space embedding, MSE-head embedding): what the loss
+        takes. Single-head encoders return their one embedding as both heads."""
+        if not self.two_heads:
+            emb, txt = self(x, subject)
+            return emb, txt, emb
+        emb, mse = self.encoder.forward_heads(*self._inputs(x, subject))
+        return emb, self._text(emb), mse
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, subject: torch.Tensor | None = None,
-              batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both embeddings of many trials, in eval mode, batch by batch."""
+              batch_size: int = 1024, head: str = "clip") -> tuple[torch.Tensor, torch.Tensor]:
+        """Both embeddings of many trials, in eval mode, batch by batch. ``head='mse'`` gives
+        the MSE head's image-space embedding (what generation wants) instead of the CLIP head's;
+        the text-space embedding is always the CLIP head's. Single-head encoders ignore it."""
+        if head not in ("clip", "mse"):
+            raise DataFormatError(f"embed: head must be 'clip' or 'mse', got {head!r}")
         was = self.training
         self.eval()
         dev = next(self.parameters()).device
@@ -88,7 +116,10 @@ class AlignmentModel(nn.Module):
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size].to(dev, non_blocking=True)
             sb = None if subject is None else subject[start : start + batch_size].to(dev)
-            e, t = self(xb, sb)
+            if head == "mse" and self.two_heads:
+                _, t, e = self.heads(xb, sb)
+            else:
+                e, t = self(xb, sb)
             img.append(e.float())
             txt.append(t.float())
         self.train(was)

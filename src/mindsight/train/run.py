@@ -39,8 +39,8 @@ from mindsight.embed.base import (
 from mindsight.embed.features import FeatureTable, image_features, text_features
 from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
 from mindsight.errors import DataFormatError, LeakageError, MindsightError
-from mindsight.io.images import ImageSet, read_image_set
-from mindsight.io.things_eeg2 import read_things_eeg2
+from mindsight.io.datasets import find_dataset, read_images, read_recording
+from mindsight.io.images import ImageSet
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.data import TrialTensors, positions, trial_tensors
@@ -56,19 +56,28 @@ class Fold:
     test_subject: int
     train_subjects: tuple[int, ...]
     seed: int
+    pooled: bool = False  # one model trained on every subject, shared by all their folds
 
     @property
     def name(self) -> str:
         return f"sub-{self.test_subject:02d}_seed-{self.seed}"
 
+    @property
+    def model_name(self) -> str:
+        """The folder under ``folds/`` holding this fold's trained model."""
+        return f"pooled_seed-{self.seed}" if self.pooled else self.name
+
 
 def folds(cfg: RunConfig) -> list[Fold]:
-    """Intra: train and test on each subject. LOSO: train on all others, test on the one left out."""
+    """Intra: train and test on each subject. LOSO: train on all others, test on the one left
+    out. Pooled (cross-participant, Benchetrit et al.): one model trained on all subjects (each
+    with its own subject layer or token), tested on each subject's test set."""
     subjects = sorted(set(cfg.data.subjects))
     out = []
     for s in subjects:
-        train = (s,) if cfg.protocol == "intra" else tuple(x for x in subjects if x != s)
-        out.extend(Fold(s, train, seed) for seed in cfg.train.seeds)
+        train = {"intra": (s,), "loso": tuple(x for x in subjects if x != s),
+                 "pooled": tuple(subjects)}[cfg.protocol]
+        out.extend(Fold(s, train, seed, pooled=cfg.protocol == "pooled") for seed in cfg.train.seeds)
     return out
 
 
@@ -96,8 +105,9 @@ def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSe
     """One subject's partition with the configured channels and time window."""
     if cfg.data.eeg is None:
         raise DataFormatError("config: data.eeg is not set (pass --eeg DIR)")
-    rec = read_things_eeg2(cfg.data.eeg, subject, partition, images=images, cache_dir=cache_dir,
-                           progress=progress)
+    test_set = cfg.data.test_set if partition == "test" else "small"
+    rec = read_recording(cfg.data.eeg, subject, partition, images, test_set=test_set,
+                         cache_dir=cache_dir, progress=progress)
     if cfg.data.channels:
         rec = rec.pick(cfg.data.channels)
     if cfg.data.tmin is not None or cfg.data.tmax is not None:
@@ -156,7 +166,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     ENCODERS.entry(cfg.model.encoder)  # unknown names fail before any work
     check_modality(cfg.model.image_model, "image")
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
-    images = read_image_set(cfg.data.images)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     _prepare_out(cfg, out, resume)
     device = resolve_device(cfg.train.device)
@@ -171,7 +181,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
         "created": datetime.now(UTC).isoformat(timespec="seconds")}
     run.update({
         "protocol": {
-            "dataset": "things-eeg2", "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
+            "dataset": find_dataset(cfg.data.eeg)[0] if cfg.data.eeg else None,
+            "test_set": cfg.data.test_set,
+            "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
             "encoder": cfg.model.encoder, "image_model": cfg.model.image_model,
             "text_model": text_model if texts is not None else None,
             "selection": "validation", "val_fraction": cfg.data.val_fraction,
@@ -183,7 +195,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     })
     write_json(run_path, run)
     for fold in folds(cfg):
-        fold_dir = out / "folds" / fold.name
+        fold_dir = out / "folds" / fold.model_name
         done = fold_dir / "fold.json"
         if done.is_file() and json.loads(done.read_text()).get("complete"):
             continue

@@ -1,0 +1,158 @@
+"""``mindsight analyze spatial RUN_DIR``: where on the scalp is the image's identity?
+
+Retrieval with the channels of one brain region only (frontal, temporal, central, parietal,
+occipital, as in seed 002's Fig. 8; regions come from the channel names, see
+:mod:`mindsight.sensors`) and with all channels, two ways (the output says which):
+
+- ``mask`` (evaluation only): the run's selected model sees the test data with every channel
+  outside the region set to 0;
+- ``retrain``: a fresh model per region, fitted on that region's channels of the training data
+  (validation concepts select it, as in ``train``).
+
+Channel importance is occlusion with the run's model: how much the true image's similarity
+margin (its cosine minus the mean cosine of the other candidates) drops, averaged over test
+items, when that channel alone is zeroed. It is drawn as an MNE topomap. A permutation band
+(shuffled test labels) marks what top-1 chance can reach.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mindsight._atomic import write_json
+from mindsight.analysis.temporal import retrieval_scores
+from mindsight.errors import DataFormatError
+from mindsight.evaluate.retrieval import similarity
+from mindsight.sensors import regions as channel_regions
+from mindsight.train.data import trial_tensors
+
+
+def margin(emb: torch.Tensor, feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per test item: cosine with its own image minus the mean cosine with the others."""
+    sim = similarity(emb, feats)
+    own = sim.gather(1, target[:, None].to(sim.device))[:, 0]
+    others = (sim.sum(1) - own) / max(sim.shape[1] - 1, 1)
+    return (own - others).cpu()
+
+
+def channel_importance(model, x: torch.Tensor, subject: torch.Tensor, feats: torch.Tensor,
+                       target: torch.Tensor) -> np.ndarray:
+    """Drop of the mean similarity margin when each channel alone is zeroed (occlusion)."""
+    base = margin(model.embed(x, subject)[0], feats, target).mean()
+    out = np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        xc = x.clone()
+        xc[:, c] = 0
+        out[c] = float(base - margin(model.embed(xc, subject)[0], feats, target).mean())
+    return out
+
+
+def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: int = 200,
+                    encoder: str | None = None, epochs: int | None = None, seed: int = 0,
+                    device: str = "cpu", cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
+    """Per-region retrieval and channel importance for the run's first fold →
+    ``analysis/spatial.json`` + PNG. ``encoder``/``epochs`` override the run's for ``retrain``."""
+    from tqdm.auto import tqdm
+
+    from mindsight.embed.features import image_features
+    from mindsight.evaluate.run import load_model, load_run_config, trained_fold
+    from mindsight.io.datasets import read_images
+    from mindsight.train.run import (
+        check_images,
+        fit_recording,
+        folds,
+        load_partition,
+        load_training,
+    )
+
+    if mode not in ("mask", "retrain"):
+        raise DataFormatError(f"unknown spatial analysis mode {mode!r}; use 'mask' or 'retrain'")
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    fold = folds(cfg)[0]
+    fold_dir, _ = trained_fold(run_dir, fold)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
+    check_images(images)
+    feats = torch.from_numpy(
+        image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir, device=device).features
+    ).to(device)
+    test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
+    groups = channel_regions(test.ch_names)
+    t = trial_tensors(test, len(feats))
+    model = load_model(fold_dir, device)
+    if mode == "retrain":
+        train_table = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir, device=device)
+        train_rec = load_training(cfg, fold, images, cache_dir, progress)
+        wcfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
+        if epochs is not None:
+            wcfg.train.epochs = epochs
+    result: dict[str, Any] = {
+        "analysis": "spatial", "fold": fold.name,
+        "mode": ("evaluation only: the run's model, channels outside the region set to 0" if mode == "mask"
+                 else f"retrained per region ({wcfg.model.encoder}, validation selection)"),
+        "importance": "occlusion with the run's model: drop of the mean similarity margin "
+                      "(true image's cosine minus the others' mean) when one channel is zeroed",
+        "n_permutations": n_permutations,
+        "chance_top1": 1.0 / len(feats), "chance_top5": min(1.0, 5.0 / len(feats)),
+        "regions": {},
+    }
+    index = {c: i for i, c in enumerate(test.ch_names)}
+    jobs = [*groups.items(), ("all", list(test.ch_names))]
+    for region, chans in tqdm(jobs, desc=f"spatial analysis ({mode})", disable=not progress):
+        if mode == "mask":
+            x = torch.zeros_like(t.x)
+            keep = [index[c] for c in chans]
+            x[:, keep] = t.x[:, keep]
+            emb, _ = model.embed(x, t.subject)
+        elif region == "all":
+            m, _ = fit_recording(wcfg, train_rec, train_table, seed=seed, device=device)
+            emb, _ = m.embed(t.x, t.subject)
+        else:
+            m, _ = fit_recording(wcfg, train_rec.pick(chans), train_table, seed=seed, device=device)
+            tt = trial_tensors(test.pick(chans), len(feats))
+            emb, _ = m.embed(tt.x, tt.subject)
+        scores, _ = retrieval_scores(emb, feats, t.image, n_permutations, seed)
+        result["regions"][region] = {"channels": list(chans), "n_channels": len(chans), **scores}
+    importance = channel_importance(model, t.x.to(device), t.subject, feats, t.image)
+    result["channel_importance"] = dict(zip(test.ch_names, importance.round(6).tolist(), strict=True))
+    ranked = sorted(groups, key=lambda r: result["regions"][r]["top1"], reverse=True)
+    result["best_region"] = ranked[0]
+    out = run_dir / "analysis"
+    write_json(out / "spatial.json", result)
+    plot_spatial(result, test.ch_names, test.sfreq, out / "spatial.png")
+    return result
+
+
+def plot_spatial(result: dict[str, Any], ch_names: tuple[str, ...], sfreq: float, path: Path) -> Path:
+    """Per-region top-1 bars (with the permutation band and chance) beside the importance topomap."""
+    import mne
+
+    from mindsight.evaluate.report import _pyplot, _save
+    from mindsight.sensors import make_info
+
+    plt = _pyplot()
+    fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(8, 3.4), dpi=120,
+                                     gridspec_kw={"width_ratios": [1.4, 1]})
+    names = list(result["regions"])
+    rows = [result["regions"][n] for n in names]
+    xs = np.arange(len(names))
+    ax.bar(xs, [100 * r["top1"] for r in rows], color=["tab:grey" if n == "all" else "tab:blue" for n in names])
+    ax.scatter(xs, [100 * r["null95"] for r in rows], marker="_", s=200, color="tab:red",
+               label="95 % permutation null")
+    ax.axhline(100 * result["chance_top1"], color="k", ls="--", lw=0.8, label="chance")
+    ax.set_xticks(xs, [f"{n}\n({r['n_channels']})" for n, r in zip(names, rows, strict=True)], fontsize=7)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(result["mode"].split(":")[0].split(" (")[0], fontsize=8)
+    ax.legend(fontsize=7)
+    values = np.array([result["channel_importance"][c] for c in ch_names])
+    with mne.utils.use_log_level("error"):
+        im, _ = mne.viz.plot_topomap(values, make_info(ch_names, sfreq), axes=ax_map, show=False,
+                                     cmap="RdBu_r", vlim=(-np.abs(values).max(), np.abs(values).max()))
+    fig.colorbar(im, ax=ax_map, shrink=0.7, label="margin drop")
+    ax_map.set_title("channel importance (occlusion)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
