@@ -3,8 +3,8 @@
 Runs on ``runs/demo`` (``make demo`` writes it, and so does this script when it is missing: ATM on the demo preset, 100 test concepts,
 63 channels × 250 samples):
 
-- ``analyze temporal`` (mask mode, 100 ms windows, 25 ms stride, 200 permutations): 37 sliding +
-  40 growing windows, each a pass of the run's model over the 100 averaged test epochs;
+- ``analyze temporal`` (mask mode, 100 ms windows, 25 ms stride, 200 permutations): 75 sliding and
+  growing windows, each a pass of the run's model over the 100 averaged test epochs;
 - ``analyze temporal --mode retrain --encoder ridge`` with 200 ms windows at a 100 ms stride;
 - ``analyze spatial`` (mask mode: 5 regions + all, plus 63 occlusions for the importance map).
 

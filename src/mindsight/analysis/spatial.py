@@ -25,7 +25,6 @@ import torch
 
 from mindsight._atomic import write_json
 from mindsight.analysis.temporal import retrieval_scores
-from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import similarity
 from mindsight.sensors import regions as channel_regions
 from mindsight.train.data import trial_tensors
@@ -58,38 +57,16 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
     ``analysis/spatial.json`` + PNG. ``encoder``/``epochs`` override the run's for ``retrain``."""
     from tqdm.auto import tqdm
 
-    from mindsight.embed.features import image_features
-    from mindsight.evaluate.run import load_model, load_run_config, trained_fold
-    from mindsight.io.datasets import read_images
-    from mindsight.train.run import (
-        check_images,
-        fit_recording,
-        folds,
-        load_partition,
-        load_training,
-    )
+    from mindsight.analysis.common import setup
+    from mindsight.evaluate.run import load_model
+    from mindsight.train.run import fit_recording
 
-    if mode not in ("mask", "retrain"):
-        raise DataFormatError(f"unknown spatial analysis mode {mode!r}; use 'mask' or 'retrain'")
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    fold = folds(cfg)[0]
-    fold_dir, _ = trained_fold(run_dir, fold)
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
-    check_images(images)
-    feats = torch.from_numpy(
-        image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir, device=device).features
-    ).to(device)
-    test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
+    s = setup(run_dir, "spatial", mode, encoder, epochs, device, cache_dir, progress)
+    fold, feats, test, t = s.fold, s.feats, s.test, s.t
+    train_rec, train_table, wcfg = s.train_rec, s.train_table, s.retrain_cfg
     groups = channel_regions(test.ch_names)
-    t = trial_tensors(test, len(feats))
-    model = load_model(fold_dir, device)
-    if mode == "retrain":
-        train_table = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir, device=device)
-        train_rec = load_training(cfg, fold, images, cache_dir, progress)
-        wcfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
-        if epochs is not None:
-            wcfg.train.epochs = epochs
+    model = load_model(s.fold_dir, device)
     result: dict[str, Any] = {
         "analysis": "spatial", "fold": fold.name,
         "mode": ("evaluation only: the run's model, channels outside the region set to 0" if mode == "mask"

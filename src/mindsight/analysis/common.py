@@ -1,0 +1,61 @@
+"""What the temporal and spatial analyses share: the run's first fold, its averaged test data,
+and for ``retrain`` the training data and the configuration of the per-window/region models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindsight.config import RunConfig
+from mindsight.errors import DataFormatError
+from mindsight.recording import Recording
+from mindsight.train.data import TrialTensors, trial_tensors
+
+MODES = ("mask", "retrain")
+
+
+@dataclass
+class AnalysisSetup:
+    cfg: RunConfig
+    fold: Any  # mindsight.train.run.Fold
+    fold_dir: Path
+    images: Any  # ImageSet
+    feats: torch.Tensor  # test image features, rows = test image index
+    test: Recording  # repetition-averaged test partition
+    t: TrialTensors  # the same as tensors
+    train_rec: Recording | None = None  # retrain only
+    train_table: Any = None  # retrain only: training image features
+    retrain_cfg: RunConfig | None = None  # retrain only: the run's config with the overrides
+
+
+def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: int | None,
+          device: str, cache_dir: Any, progress: bool) -> AnalysisSetup:
+    """Read what an analysis of ``run_dir``'s first fold needs (training data only for
+    ``retrain``; ``encoder``/``epochs`` override the run's settings for its models)."""
+    from mindsight.embed.features import image_features
+    from mindsight.evaluate.run import load_run_config, trained_fold
+    from mindsight.io.datasets import read_images
+    from mindsight.train.run import check_images, folds, load_partition, load_training
+
+    if mode not in MODES:
+        raise DataFormatError(f"unknown {analysis} analysis mode {mode!r}; use 'mask' or 'retrain'")
+    cfg = load_run_config(run_dir)
+    fold = folds(cfg)[0]
+    fold_dir, _ = trained_fold(run_dir, fold)
+    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
+    check_images(images)
+    feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
+                                            device=device).features).to(device)
+    test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
+    out = AnalysisSetup(cfg, fold, fold_dir, images, feats, test, trial_tensors(test, len(feats)))
+    if mode == "retrain":
+        out.train_table = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
+                                         device=device)
+        out.train_rec = load_training(cfg, fold, images, cache_dir, progress)
+        out.retrain_cfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
+        if epochs is not None:
+            out.retrain_cfg.train.epochs = epochs
+    return out
