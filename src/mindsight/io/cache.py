@@ -141,13 +141,9 @@ def load_float32(
         raise DataFormatError(f"{source}: {key or 'array'} is empty (shape {array.shape})")
     total = array.shape[0]
 
+    chunks = _reporting(iter_float32_chunks(array, source, key or "array"), total, progress)
     if not use_cache:
-        out = np.empty(array.shape, dtype=np.float32)
-        for start, chunk in iter_float32_chunks(array, source, key or "array"):
-            out[start : start + len(chunk)] = chunk
-            if progress:
-                progress(start + len(chunk), total)
-        return out, extras
+        return _gather(array.shape, chunks), extras
 
     in_place = (
         key is None and isinstance(array, np.memmap) and array.dtype == np.float32
@@ -155,23 +151,42 @@ def load_float32(
     )
     entry.mkdir(parents=True, exist_ok=True)
     if in_place:  # validate once, then map the source itself
-        for start, chunk in iter_float32_chunks(array, source, "array"):
-            if progress:
-                progress(start + len(chunk), total)
+        for _ in chunks:
+            pass
         data_name = "source"
     else:
         data_name = "data.npy"
-        with atomic_path(entry / data_name) as tmp, open(tmp, "wb") as fh:
-            header = {"descr": "<f4", "fortran_order": False, "shape": tuple(array.shape)}
-            np.lib.format.write_array_header_2_0(fh, header)
-            for start, chunk in iter_float32_chunks(array, source, key or "array"):
-                chunk.astype("<f4", copy=False).tofile(fh)
-                if progress:
-                    progress(start + len(chunk), total)
+        _write_npy(entry / data_name, array.shape, chunks)
     write_json(meta_path, {"ident": ident, "data": data_name, "shape": list(array.shape),
                            "extras": extras})
     data_path = source if in_place else entry / data_name
     return read_npy(data_path), extras
+
+
+def _reporting(chunks: Iterator[tuple[int, np.ndarray]], total: int,
+               progress: Callable[[int, int], None] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """``chunks`` as they are, calling ``progress(done_rows, total)`` after each."""
+    for start, chunk in chunks:
+        yield start, chunk
+        if progress:
+            progress(start + len(chunk), total)
+
+
+def _gather(shape: tuple[int, ...], chunks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The float32 chunks assembled in memory."""
+    out = np.empty(shape, dtype=np.float32)
+    for start, chunk in chunks:
+        out[start : start + len(chunk)] = chunk
+    return out
+
+
+def _write_npy(path: Path, shape: tuple[int, ...], chunks: Iterator[tuple[int, np.ndarray]]) -> None:
+    """Stream the float32 chunks into an NPY file, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_2_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)})
+        for _, chunk in chunks:
+            chunk.astype("<f4", copy=False).tofile(fh)
 
 
 def _open_source(
@@ -294,21 +309,12 @@ def load_float32_rows(
                     f"expected {(stop - start, *shape[1:])}"
                 )
             yield start, to_float32_checked(raw, start, sources[0], key, shape)
-            if progress:
-                progress(stop, total)
 
     extras = {k: _jsonable(v) for k, v in (extras or {}).items()}
     if not use_cache:
-        out = np.empty(shape, dtype=np.float32)
-        for start, chunk in chunks():
-            out[start : start + len(chunk)] = chunk
-        return out, extras
+        return _gather(shape, _reporting(chunks(), total, progress)), extras
     entry.mkdir(parents=True, exist_ok=True)
-    with atomic_path(entry / "data.npy") as tmp, open(tmp, "wb") as fh:
-        np.lib.format.write_array_header_2_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
-        for _, chunk in chunks():
-            chunk.astype("<f4", copy=False).tofile(fh)
+    _write_npy(entry / "data.npy", shape, _reporting(chunks(), total, progress))
     write_json(meta_path, {"ident": ident, "data": "data.npy", "shape": list(shape), "extras": extras})
     return read_npy(entry / "data.npy"), extras
 

@@ -146,7 +146,7 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
         [imgset["test"].concept_names[c] for c in imgset["test"].concept]
     levels, embeddings = image_levels(paths, names, device, progress)
     n_tr = len(imgset["train"])
-    _prime_feature_cache(imgset, embeddings, cache_dir)
+    _prime_feature_cache([imgset], imgset["train"].files + imgset["test"].files, embeddings, cache_dir)
     lead = lead_field()
     subjects_meta = {}
     for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
@@ -160,16 +160,23 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
         if "raw" in cfg.layouts:
             _write_raw(out, s, brain, levels, n_tr, noise, cfg, rng)
         subjects_meta[str(s)] = ideal_observer(signal[n_tr:], data["test"], noise, cfg, rng)
+    return _write_meta(meta_path, cfg, subjects_meta,
+                       "ideal-observer n-way retrieval on repetition-averaged test EEG of the "
+                       "63-channel 0–1 s release (see mindsight.simulate.observer)",
+                       "see mindsight.simulate.forward / noise and the README")
+
+
+def _write_meta(path: Path, cfg: SimConfig, subjects_meta: dict[str, Any], ceiling_definition: str,
+                forward_model: str) -> dict[str, Any]:
+    """``simulation.json``: the configuration, per-subject and mean ceilings, credits."""
     ceiling = {k: float(np.mean([m[k] for m in subjects_meta.values()]))
                for k in ("ceiling_top1", "ceiling_top5")}
     meta = {
         "config": asdict(cfg), "n_way": cfg.n_test_concepts, **ceiling, "subjects": subjects_meta,
-        "ceiling_definition": "ideal-observer n-way retrieval on repetition-averaged test EEG of the "
-                              "63-channel 0–1 s release (see mindsight.simulate.observer)",
-        "stimuli": stimuli.ATTRIBUTION,
-        "forward_model": "see mindsight.simulate.forward / noise and the README",
+        "ceiling_definition": ceiling_definition, "stimuli": stimuli.ATTRIBUTION,
+        "forward_model": forward_model,
     }
-    write_json(meta_path, meta)
+    write_json(path, meta)
     return meta
 
 
@@ -188,7 +195,7 @@ def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, devi
     levels, embeddings = image_levels([images / p for p in d.image_path], d.concept_name, device, progress)
     ch_names = ctf_271()
     lead = lead_field(ch_names)
-    n_tr, n_te = len(d.rows("train")), len(d.rows("test"))
+    n_tr = len(d.rows("train"))
     subjects_meta = {}
     for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
         rng = np.random.default_rng([cfg.seed, 3000 + s])
@@ -208,7 +215,7 @@ def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, devi
                                       float(meg.TIMES[0]), attrs,
                                       attrs["things_image_nr"].to_numpy())
         test_rows = d.rows("test")
-        test_trials = np.stack([epochs[shown == r] for r in test_rows])  # (n_te, reps, ch, t)
+        test_trials = np.stack([epochs[shown == r] for r in test_rows])  # (n_test, reps, ch, t)
         if "meg-atm" in cfg.layouts:
             train_rows = d.rows("train")
             train_trials = np.stack([epochs[shown == r][0] for r in train_rows])
@@ -219,46 +226,35 @@ def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, devi
                                  test_arr.astype(dtype), ch_names, meg.TIMES[meg.KEEP])
         subjects_meta[str(s)] = ideal_observer(signal[test_rows], test_trials, noise, cfg, rng,
                                                times=meg.TIMES, keep=meg.KEEP)
-    del n_te
     _prime_meg_feature_cache(out, images, d, embeddings, cfg, cache_dir)
-    ceiling = {k: float(np.mean([m[k] for m in subjects_meta.values()]))
-               for k in ("ceiling_top1", "ceiling_top5")}
-    meta = {
-        "config": asdict(cfg), "n_way": cfg.n_test_concepts, **ceiling, "subjects": subjects_meta,
-        "ceiling_definition": "ideal-observer n-way retrieval on repetition-averaged test MEG "
-                              "(small test set, 271 sensors, 0–1 s; see mindsight.simulate.observer)",
-        "stimuli": stimuli.ATTRIBUTION,
-        "forward_model": "see mindsight.simulate.forward / noise / meg and the README",
-    }
-    write_json(out / "simulation.json", meta)
-    return meta
+    return _write_meta(out / "simulation.json", cfg, subjects_meta,
+                       "ideal-observer n-way retrieval on repetition-averaged test MEG "
+                       "(small test set, 271 sensors, 0–1 s; see mindsight.simulate.observer)",
+                       "see mindsight.simulate.forward / noise / meg and the README")
 
 
 def _prime_meg_feature_cache(out: Path, images: Path, d, embeddings: np.ndarray, cfg: SimConfig,
                              cache_dir: Any) -> None:
     """Store the Lite0 features of every image partition a MEG run can ask for."""
-    from mindsight.embed.features import cache_path, store_image_features
     from mindsight.io.datasets import read_images
 
-    pos = {p: i for i, p in enumerate(d.image_path)}
-    roots = [out / "derivatives" / "preprocessed"] if "meg-official" in cfg.layouts else [out / "THINGS-MEG-atm"]
-    for test_set in ("small", "large") if "meg-official" in cfg.layouts else ("small",):
-        imgset = read_images(roots[0], images, test_set=test_set)
+    official = "meg-official" in cfg.layouts
+    root = out / "derivatives" / "preprocessed" if official else out / "THINGS-MEG-atm"
+    imgsets = [read_images(root, images, test_set=t) for t in (("small", "large") if official else ("small",))]
+    _prime_feature_cache(imgsets, d.image_path, embeddings, cache_dir)
+
+
+def _prime_feature_cache(imgsets: list, files: list[str], embeddings: np.ndarray, cache_dir: Any) -> None:
+    """Store ``embeddings`` (row i: the image ``files[i]``, relative to the image root) as the
+    EfficientNet-Lite0 features of both partitions of each image set, unless already cached."""
+    from mindsight.embed.features import cache_path, store_image_features
+
+    row = {f: i for i, f in enumerate(files)}
+    for imgset in imgsets:
         for part in ("train", "test"):
             p = imgset[part]
             if not cache_path("efficientnet-lite0", "image", p.fingerprint(), cache_dir).is_file():
-                rows = [pos[f] for f in p.files]
-                store_image_features(p, "efficientnet-lite0", embeddings[rows], cache_dir)
-
-
-def _prime_feature_cache(imgset, embeddings: np.ndarray, cache_dir: Any) -> None:
-    from mindsight.embed.features import cache_path, store_image_features
-
-    n_tr = len(imgset["train"])
-    for part, rows in (("train", slice(0, n_tr)), ("test", slice(n_tr, None))):
-        p = imgset[part]
-        if not cache_path("efficientnet-lite0", "image", p.fingerprint(), cache_dir).is_file():
-            store_image_features(p, "efficientnet-lite0", embeddings[rows], cache_dir)
+                store_image_features(p, "efficientnet-lite0", embeddings[[row[f] for f in p.files]], cache_dir)
 
 
 def ideal_observer(templates: np.ndarray, test_trials: np.ndarray, noise: NoiseModel,

@@ -103,8 +103,7 @@ def sessions(d: MegDesign, n_sessions: int, rng: np.random.Generator) -> list[np
     """Per session, the shown design rows in presentation order (-1 = catch trial)."""
     exp = rng.permutation(np.r_[d.rows("train"), d.rows("large")])
     out = []
-    for s, chunk in enumerate(np.array_split(exp, n_sessions)):
-        del s
+    for chunk in np.array_split(exp, n_sessions):
         rows = np.r_[chunk, d.rows("test"), np.full(CATCH_PER_SESSION, -1)]
         out.append(rng.permutation(rows))
     return out
