@@ -535,7 +535,10 @@ def doctor(
 
 def main() -> None:
     """Console entry point: run the app, turning mindsight errors into one-line messages."""
+    from mindsight._logging import enable_console
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    enable_console()
     try:
         app()
     except MindsightError as exc:
