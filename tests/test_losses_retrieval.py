@@ -44,11 +44,41 @@ def test_loss_mixes_clip_and_mse_with_lambda_and_learns_temperature():
     loss = ContrastiveLoss(clip_weight=0.25, temperature=0.07)
     assert loss.temperature == pytest.approx(0.07)
     total, parts = loss(brain, img)
-    assert total.item() == pytest.approx(0.25 * parts["clip"] + 0.75 * parts["mse"], rel=1e-5)
+    assert total.item() == pytest.approx(float(0.25 * parts["clip"] + 0.75 * parts["mse"]), rel=1e-5)
     total.backward()
     assert loss.logit_scale.grad is not None and brain.grad is not None
     only_clip, parts = ContrastiveLoss(clip_weight=1.0)(brain, img)
     assert set(parts) == {"clip"}
+
+
+def test_atm_objective_raw_scale_unnormalised_brain_and_text_clip_term():
+    """ATM's ClipLoss: logits = s·⟨brain, unit image⟩ with s itself (≈ 2.66, not e^2.66) and the
+    brain embedding unnormalised; loss = 0.99·CLIP(image) + 0.01·CLIP(text of the trial's class)."""
+    torch.manual_seed(0)
+    brain, img, names = torch.randn(6, 4), torch.randn(6, 4), torch.randn(3, 4)
+    concept = torch.tensor([0, 1, 2, 0, 1, 2])
+    loss = ContrastiveLoss(clip_weight=0.99, mse_weight=0.0, text_weight=0.01, logit_scale="raw",
+                           normalize_brain=False, text_loss="clip")
+    s = math.log(1 / 0.07)
+    assert loss.temperature == pytest.approx(1 / s)
+
+    def sym(logits):
+        labels = torch.arange(len(logits))
+        ce = torch.nn.functional.cross_entropy
+        return (ce(logits, labels) + ce(logits.T, labels)) / 2
+
+    unit = torch.nn.functional.normalize
+    expect_img = sym(s * brain @ unit(img, dim=1).T)
+    expect_txt = sym(s * brain @ unit(names[concept], dim=1).T)
+    total, parts = loss(brain, img, text_pred=brain, text_table=names, concept_ids=concept)
+    assert set(parts) == {"clip", "text"}  # no MSE term
+    assert float(parts["clip"]) == pytest.approx(float(expect_img), rel=1e-5)
+    assert float(parts["text"]) == pytest.approx(float(expect_txt), rel=1e-5)
+    assert float(total) == pytest.approx(float(0.99 * expect_img + 0.01 * expect_txt), rel=1e-5)
+    # CLIP's parametrisation differs: exp(s) and unit brain rows
+    clip_style = ContrastiveLoss(clip_weight=1.0)(brain, img)[1]["clip"]
+    assert float(clip_style) == pytest.approx(float(sym(math.exp(s) * unit(brain, dim=1) @ unit(img, dim=1).T)),
+                                              rel=1e-5)
 
 
 def test_text_term_is_a_classification_over_concept_names():

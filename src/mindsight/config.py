@@ -22,6 +22,11 @@ from mindsight.errors import DataFormatError
 PROTOCOLS = ("intra", "loso", "pooled")
 TRIAL_MODES = ("averaged", "single")
 SELECT_BY = ("val_loss", "val_top1")
+SCALERS = ("robust", "standard", "none")  # mindsight.train.scaler
+VAL_SPLITS = ("concepts", "images")
+LOGIT_SCALES = ("exp", "raw")
+TEXT_LOSSES = ("concepts", "clip")
+OPTIMIZERS = ("adamw", "adam")
 TEST_SETS = ("small", "large")  # THINGS-MEG's test sets (Benchetrit et al.); others have 'small'
 
 
@@ -37,7 +42,10 @@ class DataConfig:
     channels: list[str] | None = None  # channel subset (None: all)
     train_trials: str = "averaged"  # 'averaged' over repetitions or 'single' trials
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
+    val_split: str = "concepts"  # hold out whole 'concepts' (zero-shot-like) or random 'images' (NICE)
     test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)
+    scaler: str = "robust"  # per-channel input scaling fitted on training data: robust|standard|none
+    clamp: float | None = 20.0  # clamp scaled inputs at ±clamp (Benchetrit et al.); None: no clamp
 
 
 @dataclass
@@ -55,10 +63,18 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 3e-4
     weight_decay: float = 0.0
+    optimizer: str = "adamw"  # 'adamw' or 'adam' (NICE)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    drop_last: bool = False  # skip the last, smaller batch of each epoch (ATM's loader does)
     clip_weight: float = 0.9  # λ in λ·CLIP + (1 − λ)·MSE
+    mse_weight: float | None = None  # weight of the MSE term; None: 1 − clip_weight
     text_weight: float = 0.1  # weight of the concept-name (text) term; 0 turns it off
+    text_loss: str = "concepts"  # 'concepts': classify among the training concept names;
+    #                              'clip': InfoNCE with each trial's concept text in the batch (ATM)
     temperature: float = 0.07  # initial softmax temperature of the CLIP loss
     learn_temperature: bool = True
+    logit_scale: str = "exp"  # 'exp': logits = exp(s)·cosine (CLIP); 'raw': s·⟨brain, unit image⟩ (ATM)
+    normalize_brain: bool = True  # L2-normalise the brain embedding in the CLIP term (ATM: no)
     patience: int | None = 10  # early stopping on the selection metric; None: run all epochs
     select_by: str = "val_loss"  # 'val_loss' or 'val_top1', both on the validation split
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -89,6 +105,22 @@ class RunConfig:
              f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}"),
             (self.data.test_set in TEST_SETS,
              f"data.test_set must be one of {TEST_SETS}, got {self.data.test_set!r}"),
+            (self.data.scaler in SCALERS,
+             f"data.scaler must be one of {SCALERS}, got {self.data.scaler!r}"),
+            (self.data.clamp is None or self.data.clamp > 0,
+             f"data.clamp must be > 0 or null, got {self.data.clamp}"),
+            (self.data.val_split in VAL_SPLITS,
+             f"data.val_split must be one of {VAL_SPLITS}, got {self.data.val_split!r}"),
+            (self.train.logit_scale in LOGIT_SCALES,
+             f"train.logit_scale must be one of {LOGIT_SCALES}, got {self.train.logit_scale!r}"),
+            (self.train.text_loss in TEXT_LOSSES,
+             f"train.text_loss must be one of {TEXT_LOSSES}, got {self.train.text_loss!r}"),
+            (self.train.optimizer in OPTIMIZERS,
+             f"train.optimizer must be one of {OPTIMIZERS}, got {self.train.optimizer!r}"),
+            (len(self.train.betas) == 2 and all(0 <= b < 1 for b in self.train.betas),
+             f"train.betas must be two numbers in [0, 1), got {self.train.betas}"),
+            (self.train.mse_weight is None or self.train.mse_weight >= 0,
+             f"train.mse_weight must be >= 0 or null, got {self.train.mse_weight}"),
             (len(self.train.seeds) >= 1, "train.seeds must list at least one seed"),
             (len(self.data.subjects) >= 1, "data.subjects must list at least one subject"),
             (self.protocol != "loso" or len(set(self.data.subjects)) >= 2,

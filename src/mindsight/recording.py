@@ -270,9 +270,11 @@ class Recording:
         return self._with(data=out, trials=trials)
 
     def split_validation(
-        self, fraction: float = 0.1, seed: int = 0, n_concepts: int | None = None
+        self, fraction: float = 0.1, seed: int = 0, n: int | None = None, by: str = "concepts",
     ) -> tuple[Recording, Recording]:
-        """Split off a validation set made of whole held-out *training* concepts.
+        """Split off a validation set of held-out *training* concepts (``by='concepts'``, the
+        default: validation then mimics zero-shot testing) or of random training images
+        (``by='images'``, as NICE holds out 740 images); ``n`` of them instead of ``fraction``.
 
         Returns ``(train, validation)``. Model selection uses the validation part; the test
         partition is never used for it, and splitting it is refused.
@@ -282,16 +284,19 @@ class Recording:
                 "a validation split must be drawn from the training partition; the test set "
                 "never selects models or hyperparameters"
             )
-        concepts = np.unique(self.trials.concept)
-        k = n_concepts if n_concepts is not None else int(round(fraction * len(concepts)))
-        if not 1 <= k < len(concepts):
+        if by not in ("concepts", "images"):
+            raise DataFormatError(f"validation split by must be 'concepts' or 'images', got {by!r}")
+        column = self.trials.concept if by == "concepts" else self.trials.image
+        units = np.unique(column)
+        k = n if n is not None else int(round(fraction * len(units)))
+        if not 1 <= k < len(units):
             raise DataFormatError(
-                f"validation split needs between 1 and {len(concepts) - 1} concepts, got {k} "
-                f"(fraction={fraction}, {len(concepts)} training concepts)"
+                f"validation split needs between 1 and {len(units) - 1} {by}, got {k} "
+                f"(fraction={fraction}, {len(units)} training {by})"
             )
-        held = np.random.default_rng(seed).choice(concepts, size=k, replace=False)
-        is_val = np.isin(self.trials.concept, held)
-        desc = {**self.description, "validation": {"seed": seed, "n_concepts": int(k)}}
+        held = np.random.default_rng(seed).choice(units, size=k, replace=False)
+        is_val = np.isin(column, held)
+        desc = {**self.description, "validation": {"seed": seed, f"n_{by}": int(k)}}
         train = self.select(np.flatnonzero(~is_val))._with(description=desc)
         val = self.select(np.flatnonzero(is_val))._with(description=desc)
         return train, val

@@ -59,3 +59,10 @@ def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: 
         if epochs is not None:
             out.retrain_cfg.train.epochs = epochs
     return out
+
+
+def neutral_input(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """(1, n_chans, 1): per channel, the raw value ``model``'s input scaler maps to 0, so that
+    masking a sample or a channel with it is masking with 0 in the space the encoder reads."""
+    value = torch.as_tensor(model.scaler.neutral(), dtype=x.dtype)
+    return value.reshape(1, -1, 1).expand(1, x.shape[1], 1).to(x.device)

@@ -5,7 +5,7 @@ occipital, as in seed 002's Fig. 8; regions come from the channel names, see
 :mod:`mindsight.sensors`) and with all channels, two ways (the output says which):
 
 - ``mask`` (evaluation only): the run's selected model sees the test data with every channel
-  outside the region set to 0;
+  outside the region set to 0 after the model's input scaling (its channel centre);
 - ``retrain``: a fresh model per region, fitted on that region's channels of the training data
   (validation concepts select it, as in ``train``).
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
+from mindsight.analysis.common import neutral_input
 from mindsight.analysis.temporal import retrieval_scores
 from mindsight.evaluate.retrieval import similarity
 from mindsight.sensors import regions as channel_regions
@@ -42,10 +43,11 @@ def channel_importance(model, x: torch.Tensor, subject: torch.Tensor, feats: tor
                        target: torch.Tensor) -> np.ndarray:
     """Drop of the mean similarity margin when each channel alone is zeroed (occlusion)."""
     base = margin(model.embed(x, subject)[0], feats, target).mean()
+    zero = neutral_input(model, x)  # (1, n_chans, 1): what the model's scaler maps to 0
     out = np.empty(x.shape[1])
     for c in range(x.shape[1]):
         xc = x.clone()
-        xc[:, c] = 0
+        xc[:, c] = zero[:, c]
         out[c] = float(base - margin(model.embed(xc, subject)[0], feats, target).mean())
     return out
 
@@ -69,7 +71,8 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
     model = load_model(s.fold_dir, device)
     result: dict[str, Any] = {
         "analysis": "spatial", "fold": fold.name,
-        "mode": ("evaluation only: the run's model, channels outside the region set to 0" if mode == "mask"
+        "mode": ("evaluation only: the run's model, channels outside the region set to 0 "
+                 "(after input scaling)" if mode == "mask"
                  else f"retrained per region ({wcfg.model.encoder}, validation selection)"),
         "importance": "occlusion with the run's model: drop of the mean similarity margin "
                       "(true image's cosine minus the others' mean) when one channel is zeroed",
@@ -81,7 +84,7 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
     jobs = [*groups.items(), ("all", list(test.ch_names))]
     for region, chans in tqdm(jobs, desc=f"spatial analysis ({mode})", disable=not progress):
         if mode == "mask":
-            x = torch.zeros_like(t.x)
+            x = neutral_input(model, t.x).expand_as(t.x).clone()  # other channels: scaled to 0
             keep = [index[c] for c in chans]
             x[:, keep] = t.x[:, keep]
             emb, _ = model.embed(x, t.subject)

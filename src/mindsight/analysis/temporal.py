@@ -4,7 +4,7 @@ Retrieval accuracy for sliding windows (default 100 ms, stride 25 ms) and growin
 [start of the epoch, t] (seed 002, Benchetrit et al.), two ways, and the output says which:
 
 - ``mask`` (evaluation only): the run's selected model sees the test EEG with every sample
-  outside the window set to 0 (the data are centred, so 0 carries no information);
+  outside the window set to 0 after the model's input scaling (its channel centre: no information);
 - ``retrain``: a fresh model per window, fitted on the training EEG cropped to that window
   (validation concepts select it, as in ``train``); the test EEG is cropped the same way.
 
@@ -78,7 +78,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     fast and accepts any window length)."""
     from tqdm.auto import tqdm
 
-    from mindsight.analysis.common import setup
+    from mindsight.analysis.common import neutral_input, setup
     from mindsight.evaluate.run import load_model
     from mindsight.train.run import fit_recording
 
@@ -90,7 +90,8 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     model = load_model(s.fold_dir, device) if mode == "mask" else None
     result: dict[str, Any] = {
         "analysis": "temporal", "fold": fold.name,
-        "mode": ("evaluation only: the run's model, samples outside the window set to 0" if mode == "mask"
+        "mode": ("evaluation only: the run's model, samples outside the window set to 0 "
+                 "(after input scaling)" if mode == "mask"
                  else f"retrained per window ({(wcfg.model.encoder)}, validation selection)"),
         "length": length, "stride": stride, "n_permutations": n_permutations,
         "chance_top1": 1.0 / len(feats), "chance_top5": min(1.0, 5.0 / len(feats)),
@@ -102,8 +103,8 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     for kind, (start, end) in tqdm(jobs, desc=f"temporal analysis ({mode})", disable=not progress):
         keep = (test.times >= start - 1e-6) & (test.times <= end + 1e-6)
         if mode == "mask":
-            x = t.x.clone()
-            x[..., ~torch.from_numpy(keep)] = 0
+            x = t.x.clone()  # outside the window: the value the model's scaler maps to 0
+            x[..., ~torch.from_numpy(keep)] = neutral_input(model, x)
             emb, _ = model.embed(x, t.subject)
         else:
             m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)

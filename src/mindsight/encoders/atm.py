@@ -1,15 +1,31 @@
-"""ATM (seed 002): channel-wise transformer + temporal-spatial convolution + MLP projector.
+"""ATM-S (seed 002): channel-wise transformer + temporal-spatial convolution + MLP projector.
 
-Each channel's whole time series is one token (no patching). Tokens get a sinusoidal position
-embedding and attend to each other (attention across channels); a temporal-spatial convolution
-then summarises the (channel × feature) map and a residual MLP projector with LayerNorm maps it
-to the embedding. With ``n_subjects > 0`` a learned subject token joins the channel tokens; an
-unknown subject (index -1, or no index) gets the mean of the known subjects' tokens.
+As the authors build it (ncclab-sustech/EEG_Image_decode at 61fc9c3, ``ATMS``), at
+63 channels × 250 samples → 1024:
+
+- each channel's whole time series is one token: ``Linear(n_times → d_model)`` (250 → 250),
+  plus a fixed sinusoidal position per channel slot (``positions``);
+- with subject tokens, the subject's learned token is put *in front* of the channel tokens;
+  an unknown subject (index -1, or no index) gets the mean of the known subjects' tokens;
+- dropout 0.25, then one post-norm transformer layer: multi-head attention whose heads have
+  ``d_model // n_heads`` dimensions (250 → 4 × 62), attention dropout 0.25, a GELU
+  feed-forward 250 → 256 → 250, and a final LayerNorm after the layer;
+- a ShallowNet temporal-spatial convolution over the (token × feature) map (40 filters) and a
+  residual projector (Linear → GELU-Linear-dropout residual → LayerNorm).
+
+That is 3,072,912 parameters with one subject token (the authors' count of used parameters,
+3.08 M, includes their 10-row subject table and the loss's logit scale).
+
+One quirk is a named option, ``token_select``: the authors keep the *first* 63 tokens of the
+transformer's output (``[:, :63]``), i.e. the subject token and channels 1–62, dropping the
+last channel's (O2's) token; ``'first'`` reproduces that, ``'channels'`` (mindsight's default)
+keeps the 63 channel tokens. Without subject tokens the two are the same.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mindsight.encoders.base import ENCODERS
@@ -21,46 +37,59 @@ from mindsight.encoders.blocks import (
 )
 from mindsight.errors import UnknownNameError
 
-
-def _eegnet_trunk(n_chans: int, n_times: int, sfreq: float) -> nn.Module:
-    """braindecode's EEGNet without its classifier: (batch, chans, times) → features."""
-    import warnings
-
-    from braindecode.models import EEGNet
-
-    with warnings.catch_warnings():  # braindecode warns about the missing montage
-        warnings.simplefilter("ignore")
-        net = EEGNet(n_chans=n_chans, n_outputs=1, n_times=n_times, sfreq=sfreq)
-    net.final_layer = nn.Flatten()
-    return net
+TOKEN_SELECT = ("channels", "first")
 
 
-TS_CONVS = {
-    "shallow": lambda n_chans, n_times, sfreq: ShallowTSConv(n_chans, n_times),
-    "eegnet": _eegnet_trunk,
-}
+class AttentionLayer(nn.Module):
+    """One post-norm transformer layer as ATM's (iTransformer's) ``EncoderLayer``.
+
+    Attention heads have ``d_model // n_heads`` dimensions, so ``d_model`` need not be a
+    multiple of ``n_heads`` (ATM: 250 with 4 heads of 62); dropout on the attention weights,
+    after the attention and inside and after the feed-forward.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        inner = self.n_heads * self.d_head
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.out = nn.Linear(inner, d_model)
+        self.attn_dropout = dropout
+        self.dropout = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(d_ff, d_model))
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        x = self.norm1(x + self.dropout(self.out(a.transpose(1, 2).reshape(b, n, -1))))
+        return self.norm2(x + self.dropout(self.ff(x)))
 
 
 class ATM(nn.Module):
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
-                 d_model: int = 256, n_heads: int = 4, d_ff: int = 256, n_layers: int = 1,
-                 dropout: float = 0.25, conv: str = "shallow", n_subjects: int = 0,
-                 proj_blocks: int = 1, proj_dropout: float = 0.5) -> None:
+                 d_model: int = 250, n_heads: int = 4, d_ff: int = 256, n_layers: int = 1,
+                 dropout: float = 0.25, n_subjects: int = 0, positions: bool = True,
+                 token_select: str = "channels", n_filters: int = 40, proj_blocks: int = 1,
+                 proj_dropout: float = 0.5) -> None:
         super().__init__()
-        if conv not in TS_CONVS:
+        if token_select not in TOKEN_SELECT:
             raise UnknownNameError(
-                f"unknown ATM temporal-spatial convolution {conv!r}; available: {', '.join(TS_CONVS)}"
-            )
-        self.n_chans, self.n_subjects = n_chans, n_subjects
+                f"unknown ATM token_select {token_select!r}; available: {', '.join(TOKEN_SELECT)}")
+        self.n_chans, self.n_subjects, self.token_select = n_chans, n_subjects, token_select
         self.token = nn.Linear(n_times, d_model)
-        n_tokens = n_chans + (1 if n_subjects else 0)
-        self.register_buffer("positions", sinusoidal_positions(n_tokens, d_model), persistent=False)
+        self.register_buffer("positions", sinusoidal_positions(n_chans, d_model) if positions
+                             else torch.zeros(n_chans, d_model), persistent=False)
         self.subject_tokens = nn.Embedding(n_subjects, d_model) if n_subjects else None
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout, activation="gelu",
-                                           batch_first=True)
-        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.ts_conv = TS_CONVS[conv](n_chans, d_model, sfreq)
+        self.layers = nn.ModuleList(AttentionLayer(d_model, n_heads, d_ff, dropout)
+                                    for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.ts_conv = ShallowTSConv(n_chans, d_model, n_filters=n_filters)
         self.projector = ResidualProjector(flat_size(self.ts_conv, n_chans, d_model), n_outputs,
                                            proj_blocks, proj_dropout)
 
@@ -75,20 +104,20 @@ class ATM(nn.Module):
         return torch.where(known[:, None], tokens, mean).unsqueeze(1)
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
-        tokens = self.token(x)
+        h = self.token(x) + self.positions
+        lead = 0
         if self.subject_tokens is not None:
-            tokens = torch.cat([tokens, self.subject_token(subject, x.shape[0])], dim=1)
-        h = self.transformer(self.dropout(tokens + self.positions))
-        return self.projector(self.ts_conv(h[:, : self.n_chans]))
+            h = torch.cat([self.subject_token(subject, x.shape[0]), h], dim=1)
+            lead = 1
+        h = self.dropout(h)
+        for layer in self.layers:
+            h = layer(h)
+        h = self.norm(h)
+        first = 0 if self.token_select == "first" else lead
+        return self.projector(self.ts_conv(h[:, first : first + self.n_chans]))
 
 
 @ENCODERS.register("atm", subjects=True,
                    description="ATM-S (seed 002): channel-wise transformer, ShallowNet-style conv")
 def atm(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATM:
     return ATM(n_chans, n_times, sfreq, n_outputs, **params)
-
-
-@ENCODERS.register("atm-e", subjects=True,
-                   description="ATM-E (seed 002): channel-wise transformer, braindecode EEGNet conv")
-def atm_e(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATM:
-    return ATM(n_chans, n_times, sfreq, n_outputs, **{"conv": "eegnet", **params})

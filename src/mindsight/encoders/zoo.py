@@ -8,6 +8,7 @@ wrapped here: ``brainmodule`` is Benchetrit et al.'s full model, in :mod:`.brain
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
@@ -43,6 +44,13 @@ def _factory(class_name: str):
         import braindecode.models
 
         cls = getattr(braindecode.models, class_name)
+        accepted = inspect.signature(cls).parameters
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise DataFormatError(
+                f"braindecode {class_name}: unknown hyperparameter(s) {unknown}; it takes "
+                f"{', '.join(k for k in accepted if k not in ('n_chans', 'n_outputs', 'n_times', 'sfreq'))}"
+            )
         with warnings.catch_warnings():  # braindecode warns about missing chs_info/montages
             warnings.simplefilter("ignore")
             try:

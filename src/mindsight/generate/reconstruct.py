@@ -124,9 +124,15 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     model = load_model(fold_dir, device)
     head = "mse" if model.two_heads else "clip"  # Benchetrit et al. generate from the MSE head
 
+    def scaled(epochs: torch.Tensor) -> torch.Tensor:
+        """Epochs as the model reads them: through its input scaler (the low-level pathway too)."""
+        with torch.no_grad():
+            return model.scaler(epochs.to(device))
+
     # ---- training data of this fold: averaged trials, the same validation concepts as training
     rec = load_training(cfg, fold, images, cache_dir, progress)
-    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=fold.seed)
+    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=fold.seed,
+                                              by=cfg.data.val_split)
     train_t = trial_tensors(train_rec.average_repetitions(), len(train_feats))
     val_t = trial_tensors(val_rec.average_repetitions(), len(train_feats))
     feats = torch.from_numpy(train_feats.features)
@@ -157,7 +163,8 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     if rc.lowlevel:
         t0 = time.perf_counter()
         key = _fingerprint({"generator": gen.describe()["latent_shape"], "name": rc.generator,
-                            "options": rc.generator_options, "fold": fold.name})
+                            "options": rc.generator_options, "fold": fold.name,
+                            "scaler": model.spec.scaler})
         path = fold_dir / f"lowlevel-{rc.generator}-{key}.safetensors"
         if path.is_file():
             lowlevel, meta = LowLevelDecoder.load(path, device)
@@ -168,7 +175,8 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
                                  for i in range(0, len(paths), 256)])
             lowlevel = LowLevelDecoder(rec.n_chans, rec.n_times, rec.sfreq, gen.autoencoder.latent_shape,
                                        device=device)
-            low_info = lowlevel.fit(train_t.x, latents[train_t.image], val_t.x, latents[val_t.image])
+            low_info = lowlevel.fit(scaled(train_t.x), latents[train_t.image], scaled(val_t.x),
+                                    latents[val_t.image])
             lowlevel.save(path, {"info": low_info})
         timings["lowlevel_fit_s"] = time.perf_counter() - t0
 
@@ -186,7 +194,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     pipe = ReconstructionPipeline(gen, prior, lowlevel, strength=rc.strength, guidance_scale=rc.guidance_scale,
                                   steps=rc.steps, postprocess=rc.postprocess)
     t0 = time.perf_counter()
-    result = pipe(brain_emb, x, seed=rc.seed)
+    result = pipe(brain_emb, scaled(x), seed=rc.seed)
     timings["reconstruct_s"] = time.perf_counter() - t0
     timings["per_image_s"] = timings["reconstruct_s"] / len(names)
     true_emb = torch.from_numpy(test_feats.features)[idx]

@@ -67,25 +67,38 @@ def retrieval_top1(pred: torch.Tensor, images: torch.Tensor, image_ids: torch.Te
 
 
 @torch.no_grad()
-def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_size: int) -> dict[str, float]:
-    """Validation loss (fixed batches, fixed order) and top-1 retrieval among validation images."""
+def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_size: int,
+             embed_batch: int = 1024) -> dict[str, float]:
+    """Validation loss (batches of ``batch_size`` in a fixed order, as training sees them) and
+    top-1 retrieval among the validation images.
+
+    The embeddings come from one eval-mode pass in chunks of ``embed_batch`` (in eval mode they
+    do not depend on the batch), then the loss is taken batch by batch from them: the same
+    values as embedding each batch separately, in fewer, larger forward passes.
+    """
     was = model.training
     model.eval()
-    total, n, embs = 0.0, 0, []
+    chunk = max(batch_size, embed_batch)
+    heads = [model.heads(val.x[i : i + chunk], val.subject[i : i + chunk])
+             for i in range(0, len(val), chunk)]
+    emb, txt, mse = (torch.cat(parts) for parts in zip(*heads, strict=True))
+    total = emb.new_zeros(())
     for start in range(0, len(val), batch_size):
         sl = slice(start, start + batch_size)
-        emb, txt, mse = model.heads(val.x[sl], val.subject[sl])
-        loss, _ = model.loss(emb, targets.images[val.image[sl]], txt,
-                             targets.text_val,
+        loss, _ = model.loss(emb[sl], targets.images[val.image[sl]], txt[sl], targets.text_val,
                              None if targets.val_concepts is None else targets.val_concepts[sl],
-                             mse_pred=mse)
-        total += float(loss) * len(emb)
-        n += len(emb)
-        embs.append(emb)
+                             mse_pred=mse[sl])
+        total = total + loss * len(emb[sl])
     model.train(was)
-    return {"val_loss": total / max(n, 1),
-            "val_top1": retrieval_top1(torch.cat(embs), targets.images, val.image),
+    return {"val_loss": float(total) / max(len(val), 1),
+            "val_top1": retrieval_top1(emb, targets.images, val.image),
             "val_n_way": int(len(torch.unique(val.image)))}
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (mindsight, ATM) or Adam (NICE) with the configured lr, betas and weight decay."""
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
 def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,
@@ -101,7 +114,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     dev = targets.images.device
     workdir = Path(workdir) if workdir is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(params, cfg)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": None, "best_epoch": -1,
                              "bad_epochs": 0}
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -123,12 +136,12 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         model.train()
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=gen).to(dev)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # summed on the device: no host sync per step
         steps = 0
         for start in range(0, n, cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            if len(idx) < 2:  # a lone trial has no negatives (and breaks batch norm)
-                continue
+            if len(idx) < 2 or (cfg.drop_last and len(idx) < cfg.batch_size):
+                continue  # a lone trial has no negatives (and breaks batch norm)
             img = train.image[idx]
             emb, txt, mse = model.heads(train.x[idx], train.subject[idx])
             loss, parts = model.loss(emb, targets.images[img], txt, targets.text_train,
@@ -138,9 +151,9 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             loss.backward()
             opt.step()
             steps += 1
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v
-        logs = {k: v / max(steps, 1) for k, v in sums.items()}
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                sums[k] = sums[k] + v if k in sums else v
+        logs = {k: float(v) / max(steps, 1) for k, v in sums.items()}
         logs.update(validate(model, val, targets, cfg.batch_size))
         logs.update(epoch=epoch, temperature=model.loss.temperature, seconds=time.perf_counter() - t0)
         score = _score(logs, cfg.select_by)

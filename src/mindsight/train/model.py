@@ -1,7 +1,10 @@
-"""The trained object: a brain encoder, the loss's temperature and an optional text head.
+"""The trained object: an input scaler, a brain encoder, the loss's temperature and an optional
+text head.
 
 :class:`AlignmentModel` is built from a JSON-able :class:`ModelSpec`, so a checkpoint (weights +
-spec) rebuilds the same network in ``evaluate`` without the training configuration.
+spec) rebuilds the same network in ``evaluate`` without the training configuration. The input
+scaler's statistics are buffers of the model, so every reader of brain data (evaluation, the
+analyses, reconstruction) scales exactly as training did.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import nn
 from mindsight.encoders import build_encoder, needs_ch_names
 from mindsight.errors import DataFormatError
 from mindsight.train.losses import ContrastiveLoss
+from mindsight.train.scaler import InputScaler
 
 
 @dataclass
@@ -35,6 +39,12 @@ class ModelSpec:
     subjects: list[int] = field(default_factory=list)  # subject ids with their own token
     image_model: str = ""
     text_model: str | None = None
+    scaler: str = "none"  # input scaler (mindsight.train.scaler); 'none' in pre-scaler checkpoints
+    clamp: float | None = None
+    mse_weight: float | None = None  # None: 1 − clip_weight
+    logit_scale: str = "exp"
+    normalize_brain: bool = True
+    text_loss: str = "concepts"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +55,8 @@ class ModelSpec:
 
 
 class AlignmentModel(nn.Module):
-    """encoder(x) → image embedding; text_head(embedding) → concept-name embedding (optional).
+    """scaler(x) → encoder → image embedding; text_head(embedding) → concept-name embedding
+    (optional). ``x`` is brain data in the unit of the training files.
 
     Encoders that need the channel names (``needs_ch_names``) get ``spec.ch_names``. An encoder
     with ``forward_heads`` (the brain module) has a CLIP head and an MSE head: the loss's CLIP
@@ -60,12 +71,15 @@ class AlignmentModel(nn.Module):
             params["n_subjects"] = len(spec.subjects)
         if needs_ch_names(spec.encoder):  # e.g. the brain module's spatial attention
             params["ch_names"] = list(spec.ch_names) or None
+        self.scaler = InputScaler(spec.n_chans, spec.scaler, spec.clamp)
         self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
                                      sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
         self.two_heads = hasattr(self.encoder, "forward_heads")  # a separate MSE head
         self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
         self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
-                                    spec.learn_temperature)
+                                    spec.learn_temperature, mse_weight=spec.mse_weight,
+                                    logit_scale=spec.logit_scale,
+                                    normalize_brain=spec.normalize_brain, text_loss=spec.text_loss)
 
     def subject_index(self, subjects: torch.Tensor) -> torch.Tensor:
         """Map subject ids to token indices; subjects without a token get -1 (the mean token)."""
@@ -75,6 +89,7 @@ class AlignmentModel(nn.Module):
         return out
 
     def _inputs(self, x: torch.Tensor, subject: torch.Tensor | None) -> tuple:
+        x = self.scaler(x)
         if self.spec.subjects:
             return x, (None if subject is None else self.subject_index(subject))
         return (x,)

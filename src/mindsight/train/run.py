@@ -232,7 +232,7 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
     ``feats`` rows follow ``rec.trials.image``; ``texts`` rows follow ``rec.concept_names``.
     Returns the selected model and a summary of the fit.
     """
-    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed)
+    train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed, by=cfg.data.val_split)
     if cfg.data.train_trials == "averaged":
         train_rec, val_rec = train_rec.average_repetitions(), val_rec.average_repetitions()
     train = trial_tensors(train_rec, len(feats)).to(device)
@@ -256,9 +256,13 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
         ch_names=list(rec.ch_names), times=[float(t) for t in rec.times],
         subjects=subjects if entry.tags.get("subjects") and cfg.model.subject_tokens else [],
         image_model=feats.model, text_model=text_model if texts is not None else None,
+        scaler=cfg.data.scaler, clamp=cfg.data.clamp, mse_weight=cfg.train.mse_weight,
+        logit_scale=cfg.train.logit_scale, normalize_brain=cfg.train.normalize_brain,
+        text_loss=cfg.train.text_loss,
     )
     torch.manual_seed(seed)  # fresh initialisation for every fold
     model = AlignmentModel(spec).to(device)
+    model.scaler.fit(train.x)  # training trials only: never validation or test statistics
     info: dict[str, Any] = {
         "train_subjects": subjects, "seed": seed, "n_params": count_parameters(model.encoder),
         "n_train_trials": len(train), "n_val_trials": len(val),
@@ -288,7 +292,8 @@ def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTenso
     def top1(pred: torch.Tensor, _: torch.Tensor) -> float:
         return retrieval_top1(pred, targets.images, val.image)
 
-    scores = enc.fit(train.x, targets.images[train.image], val.x, targets.images[val.image], top1)
+    scores = enc.fit(model.scaler(train.x), targets.images[train.image], model.scaler(val.x),
+                     targets.images[val.image], top1)
     if model.text_head is not None and targets.text_train is not None:
         emb, _ = model.embed(train.x, train.subject)
         design = torch.cat([emb, torch.ones(len(emb), 1, device=emb.device)], 1).double()
