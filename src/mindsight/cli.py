@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mindsight.errors import MindsightError
@@ -67,6 +68,8 @@ def info(
             "features": ["source", "model", "partition", "shape", "file"],
         }[f.kind]
         console.print(_table(f.rows, columns))
+        for note in dict.fromkeys(r["note"] for r in f.rows if r.get("note")):
+            console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 @app.command()

@@ -75,6 +75,7 @@ from mindsight.io.cache import cached_json, load_float32, load_float32_rows, loo
 from mindsight.io.containers import read_dict, sniff, write_pickle_dict
 from mindsight.io.images import ImagePartition, ImageSet, concept_name, read_image_set
 from mindsight.io.things_eeg2 import _occurrence_rank, _progress, _sfreq_from_times, walk_files
+from mindsight.io.timeaxis import epoch_times
 from mindsight.recording import Recording, Trials
 
 DATASET = "THINGS-MEG"
@@ -574,38 +575,58 @@ def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tu
                              use_cache=use_cache, extras=extras, progress=bar)
 
 
+def atm_axes(path: Path, shape: tuple[int, ...], ch_names: Any, times: Any) -> tuple[list[str], np.ndarray]:
+    """(channel names, sample times) of an ATM pickle whose ``meg_data`` has ``shape``, checked
+    against it (times by :func:`epoch_times`); shared by the reader and the header reader."""
+    if len(shape) != 5:
+        raise DataFormatError(
+            f"{path}: meg_data has shape {tuple(shape)}; expected 5 axes (concepts, images, "
+            "repetitions, channels, times), e.g. (1654, 12, 1, 271, 201) or (200, 1, 12, 271, 201)"
+        )
+    names = [str(c) for c in ch_names]
+    if len(names) != shape[3]:
+        raise DataFormatError(f"{path}: 'ch_names' has {len(names)} names for {shape[3]} channels "
+                              f"(meg_data shape {tuple(shape)})")
+    return names, epoch_times(times, shape[4], path)
+
+
+def check_atm_images(path: Path, partition: str, shape: tuple[int, ...], images: ImageSet) -> ImagePartition:
+    """The image set's ``partition``, which must list as many images and concepts as the ATM
+    pickle of ``shape`` (concepts × images × ...) holds."""
+    n_c, n_i = shape[:2]
+    part = images[partition]
+    if len(part) != n_c * n_i or part.n_concepts != n_c:
+        raise DataFormatError(
+            f"{path}: {n_c * n_i} {partition} images ({n_c} concepts × {n_i}), but the "
+            f"image set at {part.root} lists {len(part)} images of {part.n_concepts} concepts"
+        )
+    return part
+
+
+def atm_large_refused(path: Path) -> DataFormatError:
+    """The error for the large test set asked of an ATM pickle (which holds the small one)."""
+    return DataFormatError(
+        f"{path}: the large THINGS-MEG test set (2,400 images) exists only in the "
+        "official derivative (preprocessed_P{n}-epo.fif + sample_attributes_P{n}.csv); "
+        "ATM's pickles hold the small one (200 images × 12 repetitions)"
+    )
+
+
 def _read_atm(found: MegFile, subject: int, partition: str, images: ImageSet | None,
               cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
     from mindsight.sensors import sensor_positions
 
     bar = _progress(f"caching {found.path.name} (sub-{subject:02d})", progress)
     arr, extras = _read_atm_array(found.path, cache_dir, use_cache, bar)
-    if arr.ndim != 5:
-        raise DataFormatError(
-            f"{found.path}: meg_data has shape {arr.shape}; expected 5 axes (concepts, images, "
-            "repetitions, channels, times), e.g. (1654, 12, 1, 271, 201) or (200, 1, 12, 271, 201)"
-        )
+    ch_names, times = atm_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
     n_c, n_i, n_r, n_ch, n_t = arr.shape
-    ch_names = [str(c) for c in extras["ch_names"]]
-    times = np.asarray(extras["times"], dtype=np.float64).ravel()
-    if len(ch_names) != n_ch:
-        raise DataFormatError(f"{found.path}: 'ch_names' has {len(ch_names)} names for {n_ch} channels "
-                              f"(meg_data shape {arr.shape})")
-    if len(times) < n_t:
-        raise DataFormatError(f"{found.path}: 'times' has {len(times)} values for {n_t} samples")
-    times = times[len(times) - n_t:]
     sensor_positions(ch_names)
     image = np.repeat(np.arange(n_c * n_i), n_r)
     repetition = np.tile(np.arange(n_r), n_c * n_i)
     concept = image // n_i
     concept_names = None
     if images is not None:
-        part = images[partition]
-        if len(part) != n_c * n_i or part.n_concepts != n_c:
-            raise DataFormatError(
-                f"{found.path}: {n_c * n_i} {partition} images ({n_c} concepts × {n_i}), but the "
-                f"image set at {part.root} lists {len(part)} images of {part.n_concepts} concepts"
-            )
+        part = check_atm_images(found.path, partition, arr.shape, images)
         concept, concept_names = part.concept[image], part.concept_names
     return Recording(
         data=arr.reshape(n_c * n_i * n_r, n_ch, n_t),
@@ -654,11 +675,7 @@ def read_things_meg(
                   else things_meg_image_set(root, subject, images, test_set))
     if found.layout == "atm":
         if test_set == "large":
-            raise DataFormatError(
-                f"{found.path}: the large THINGS-MEG test set (2,400 images) exists only in the "
-                "official derivative (preprocessed_P{n}-epo.fif + sample_attributes_P{n}.csv); "
-                "ATM's pickles hold the small one (200 images × 12 repetitions)"
-            )
+            raise atm_large_refused(found.path)
         return _read_atm(found, subject, partition, images, cache_dir, use_cache, progress)
     return _read_official(found, subject, partition, test_set, images, cache_dir, use_cache, progress)
 
