@@ -72,7 +72,14 @@ import numpy as np
 from mindsight._atomic import atomic_path
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.cache import cached_json, load_float32, load_float32_rows, lookup_float32
-from mindsight.io.containers import read_dict, sniff, write_pickle_dict
+from mindsight.io.containers import (
+    _Blob,
+    _LazyUnpickler,
+    _unpickle,
+    read_dict,
+    sniff,
+    write_pickle_dict,
+)
 from mindsight.io.images import ImagePartition, ImageSet, concept_name, read_image_set
 from mindsight.io.things_eeg2 import _occurrence_rank, _progress, _sfreq_from_times, walk_files
 from mindsight.io.timeaxis import epoch_times
@@ -395,15 +402,20 @@ def join_epochs(df: Any, events: np.ndarray, table: str, epochs: str) -> np.ndar
     return epoch_of_row
 
 
-def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
-                   images: ImageSet | None, cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+def official_selection(found: MegFile, partition: str, test_set: str, images: ImageSet | None,
+                       cache_dir: Any = None, use_cache: bool = True
+                       ) -> tuple[dict[str, Any], Selection, np.ndarray, str]:
+    """(epochs header, the partition's trials, their epoch indices, the table's name) of an
+    official epochs file, from its header and the CSV only (no epoch data is read).
+
+    Checks what can be checked without the data: channel positions, the CSV ↔ epochs join and,
+    with ``images``, that the image set lists the partition's images in this order.
+    """
     from mindsight.sensors import sensor_positions
 
-    parts = found.parts
-    header = cached_json(parts, "things-meg-epochs-header", lambda: read_epochs_header(found.path),
-                         cache_dir, use_cache=use_cache)
-    ch_names = header["ch_names"]
-    sensor_positions(ch_names)  # unknown names: the clear "missing sensor positions" error
+    header = cached_json(found.parts, "things-meg-epochs-header",
+                         lambda: read_epochs_header(found.path), cache_dir, use_cache=use_cache)
+    sensor_positions(header["ch_names"])  # unknown names: the clear "missing sensor positions" error
     df, table = attributes_table(found)
     epoch_of_row = join_epochs(df, np.asarray(header["events"]), table, str(found.path))
     sel = select_partition(df, partition, test_set, table)
@@ -412,6 +424,15 @@ def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
         raise DataFormatError(f"{table}: selected trials missing from {found.path}")
     if images is not None:  # before the (long) first conversion
         _check_image_order(images[partition], sel, table)
+    return header, sel, epochs_idx, table
+
+
+def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
+                   images: ImageSet | None, cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+    parts = found.parts
+    header, sel, epochs_idx, table = official_selection(found, partition, test_set, images,
+                                                        cache_dir, use_cache)
+    ch_names = header["ch_names"]
     n_times = len(header["times"])
     opened: dict[str, Any] = {}
 
@@ -544,6 +565,78 @@ def read_atm_content(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
         if k not in content:
             raise DataFormatError(f"{path}: missing key {k!r}; the file has {', '.join(map(repr, content))}")
     return content, _atm_key(content, path)
+
+
+class _SkippedStorage:
+    """A tensor storage whose bytes were left on disk (header reading)."""
+
+
+class TensorHeader:
+    """A tensor left on disk: only its shape is known."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+
+
+class _TorchHeaderUnpickler(_LazyUnpickler):
+    """The lazy, restricted unpickler of :mod:`mindsight.io.containers` plus torch tensors:
+    a tensor whose storage is large enough to be left on disk comes back as a
+    :class:`TensorHeader` (its bytes are skipped, never read); small ones (``times``) are
+    rebuilt through ``torch.load(weights_only=True)`` as numpy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return self._storage
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild
+        return super().find_class(module, name)
+
+    @staticmethod
+    def _storage(data: Any) -> Any:
+        if isinstance(data, _Blob):
+            return _SkippedStorage()
+        import torch
+
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    @staticmethod
+    def _rebuild(storage: Any, offset: int, size: Any, stride: Any, *rest: Any) -> Any:
+        if isinstance(storage, _SkippedStorage):
+            return TensorHeader(size)
+        import torch
+
+        return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, *rest).detach().numpy()
+
+
+def read_atm_header(path: str | os.PathLike) -> tuple[tuple[int, ...], list[str], np.ndarray]:
+    """(data shape, channel names, times) of an ATM pickle without reading its data.
+
+    Numpy payloads stay memory-mapped, large torch tensors in a raw pickle are skipped
+    (:class:`TensorHeader`), and ``torch.save`` zips are memory-mapped by ``torch.load``.
+    """
+    path = Path(path)
+    kind = sniff(path)
+    if kind == "zip":
+        content = _read_torch_dict(path)
+    elif kind == "npy":
+        content = read_dict(path)
+    elif kind == "pickle":
+        with open(path, "rb") as fh:
+            content = _unpickle(fh, path, _TorchHeaderUnpickler)
+        if not isinstance(content, dict):
+            raise DataFormatError(f"{path}: expected a dict, found {type(content).__name__}")
+    else:
+        raise DataFormatError(f"{path}: not a pickle (container looks like {kind!r})")
+    for k in ("ch_names", "times"):
+        if k not in content:
+            raise DataFormatError(f"{path}: missing key {k!r}; the file has {', '.join(map(repr, content))}")
+    key = _atm_key(content, path)
+    data = content[key]
+    if not isinstance(data, (np.ndarray, TensorHeader)) or (
+            isinstance(data, np.ndarray) and data.dtype.kind not in "fiu"):
+        raise DataFormatError(f"{path}: {key!r} should be a numeric array, found {type(data).__name__}")
+    return data.shape, [str(c) for c in content["ch_names"]], np.asarray(content["times"], float).ravel()
 
 
 def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tuple[np.ndarray, dict]:
