@@ -137,3 +137,27 @@ def test_analysis_windows_known_answers_and_errors():
         make_windows(times, "sliding", length=2.0)
     with pytest.raises(DataFormatError, match="sliding"):
         make_windows(times, "diagonal")
+
+
+def test_to_epochs_types_channels_by_name():
+    import mne
+
+    from mindsight.sensors import channel_types, ctf_271
+
+    assert channel_types(["MLO11-4408", "MZC01", "Oz", "E7"]) == ["mag", "mag", "eeg", "eeg"]
+    base = make(n_img=2, n_rep=1, n_ch=4)
+    meg_names = [f"{n}-4408" for n in ctf_271()[:4]]
+    meg = Recording(base.data, meg_names, base.sfreq, base.times, base.trials, "train").to_epochs()
+    assert meg.get_channel_types() == ["mag"] * 4
+    pos = np.array([ch["loc"][:3] for ch in meg.info["chs"]])
+    assert np.all(np.isfinite(pos)) and np.all(np.linalg.norm(pos, axis=1) > 0.05)  # on the helmet
+    assert len(mne.pick_types(meg.info, meg="mag")) == 4
+    eeg = Recording(base.data, ["Oz", "Pz", "Cz", "E7"], base.sfreq, base.times, base.trials,
+                    "train").to_epochs()
+    assert eeg.get_channel_types() == ["eeg"] * 4
+    eeg_pos = np.array([ch["loc"][:3] for ch in eeg.info["chs"]])
+    assert np.all(np.isfinite(eeg_pos[:3])) and np.all(np.abs(eeg_pos[:3]).sum(1) > 0)  # 10-05
+    # a MEG name the CTF-275 layout lacks still gets its type, without a position
+    odd = Recording(base.data, meg_names[:3] + ["MLO99"], base.sfreq, base.times, base.trials,
+                    "train").to_epochs()
+    assert odd.get_channel_types() == ["mag"] * 4

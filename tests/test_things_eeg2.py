@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,31 @@ def test_second_load_uses_the_cache(tmp_path, cache_dir):
     second = read_things_eeg2(tmp_path, 1)
     np.testing.assert_array_equal(first.data, second.data)
     assert len(list((cache_dir / "arrays").iterdir())) == 1
+
+
+def test_a_times_axis_that_disagrees_with_the_data_is_refused(tmp_path):
+    write_nice_atm(tmp_path, n_train=10, n_times=100)  # 300 times (from -0.2 s), 100 samples
+    with pytest.raises(DataFormatError) as exc:
+        read_things_eeg2(tmp_path, 1, "train")
+    msg = str(exc.value)
+    assert str(tmp_path / "sub-01" / "preprocessed_eeg_training.npy") in msg
+    assert "'times' has 300 values" in msg and "the data have 100 samples" in msg
+
+
+def test_info_lists_a_file_whose_times_disagree_with_a_note(tmp_path):
+    from typer.testing import CliRunner
+
+    from mindsight.cli import app
+
+    write_nice_atm(tmp_path / "good", n_train=10)
+    write_nice_atm(tmp_path / "bad", n_train=10, n_times=100)
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "good"), str(tmp_path / "bad")])
+    assert result.exit_code == 0, result.output
+    assert "note:" in result.output and "the data have 100 samples" in result.output
+    js = json.loads(CliRunner().invoke(app, ["info", "--json", str(tmp_path)]).output)
+    rows = {Path(r["file"]).parent.parent.name: r for f in js for r in f["rows"]
+            if r["partition"] == "train"}
+    assert rows["good"]["tmin"] == 0.0 and rows["good"]["tmax"] == pytest.approx(0.996)
+    assert "note" not in rows["good"] and rows["good"]["sfreq"] == pytest.approx(250.0)
+    assert rows["bad"]["shape"] == [10, 4, 63, 100] and "tmin" not in rows["bad"]
+    assert "'times' has 300 values" in rows["bad"]["note"]

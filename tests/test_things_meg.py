@@ -341,6 +341,23 @@ def test_atm_layout(tmp_path):
         read_things_meg(tmp_path, 2, "test", test_set="large")
 
 
+def test_atm_times_follow_the_one_rule(tmp_path):
+    train, test, _ = atm_arrays(n_t=21)
+    sub = tmp_path / "sub-01"
+    sub.mkdir()
+    for start, ok in ((-20, True), (-5, False)):  # 41 times: the 21 samples are 0..0.1 s, or not
+        times = np.arange(start, start + 41) / 200.0 if ok else np.arange(-40, 1) / 200.0
+        for name, arr in (("preprocessed_meg_training.pkl", train), ("preprocessed_meg_zs_test.pkl", test)):
+            with open(sub / name, "wb") as fh:
+                pickle.dump({"meg_data": arr, "ch_names": CH, "times": times}, fh, protocol=4)
+        if ok:
+            rec = read_things_meg(tmp_path, 1, "train", use_cache=False)
+            assert rec.tmin == 0.0 and rec.tmax == pytest.approx(0.1)
+        else:
+            with pytest.raises(DataFormatError, match=r"zs_test\.pkl: 'times' has 41 values .* 21 samples"):
+                read_things_meg(tmp_path, 1, "test", use_cache=False)
+
+
 def test_atm_pickle_of_torch_tensors(tmp_path):
     import torch
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mindsight.errors import MindsightError
@@ -67,6 +68,8 @@ def info(
             "features": ["source", "model", "partition", "shape", "file"],
         }[f.kind]
         console.print(_table(f.rows, columns))
+        for note in dict.fromkeys(r["note"] for r in f.rows if r.get("note")):
+            console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 @app.command()
@@ -94,7 +97,7 @@ def preprocess(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (gets sub-XX/ per subject).")],
     subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); default: all found.")] = None,
     variant: Annotated[str, typer.Option(help="'official' (17 ch, 100 Hz) or 'nice-atm' (63 ch, 250 Hz).")] = "official",
-    mvnn: Annotated[str | None, typer.Option(help="MVNN dimension: epochs, time, or none.")] = None,
+    mvnn: Annotated[str | None, typer.Option(help="MVNN dimension: time, epochs, or none (default: the variant's; time for official, epochs for nice-atm).")] = None,
     reps_train: Annotated[int | None, typer.Option(help="Training repetitions kept per session.")] = None,
     reps_test: Annotated[int | None, typer.Option(help="Test repetitions kept per session.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of repetition selection and shuffling.")] = None,

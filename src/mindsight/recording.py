@@ -307,16 +307,26 @@ class Recording:
 
     def to_epochs(self) -> Any:
         """An ``mne.EpochsArray`` of this recording (loads the data), with the trial table as
-        metadata and standard 10-05 positions where the channel names have them."""
+        metadata. Channel types follow the names (:func:`mindsight.sensors.channel_types`: CTF
+        MEG names are 'mag', others 'eeg'); MEG channels get :mod:`mindsight.sensors`' CTF-275
+        helmet positions when it knows every name, EEG channels standard 10-05 positions where
+        their names have them."""
         import mne
         import pandas as pd
 
-        info = mne.create_info(list(self.ch_names), self.sfreq, "eeg")
-        builtin = mne.channels.get_builtin_montages()
-        montage = mne.channels.make_standard_montage(  # renamed in MNE 1.13
-            "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
-        )
-        info.set_montage(montage, on_missing="ignore")
+        from mindsight.sensors import channel_types, ctf_base, ctf_layout, make_info
+
+        names = list(self.ch_names)
+        types = channel_types(names)
+        if all(t == "mag" for t in types) and all(ctf_base(n) in ctf_layout() for n in names):
+            info = make_info(names, self.sfreq)
+        else:
+            info = mne.create_info(names, self.sfreq, types)
+            builtin = mne.channels.get_builtin_montages()
+            montage = mne.channels.make_standard_montage(  # renamed in MNE 1.13
+                "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
+            )
+            info.set_montage(montage, on_missing="ignore")
         events = np.c_[np.arange(self.n_trials), np.zeros(self.n_trials, int), self.trials.image]
         return mne.EpochsArray(
             self.get_data().astype(np.float64), info, events=events, tmin=self.tmin,

@@ -39,6 +39,14 @@ def is_meg_name(name: str) -> bool:
     return _CTF_NAME.match(name) is not None
 
 
+def channel_types(ch_names: Sequence[str]) -> list[str]:
+    """MNE channel type of each channel, from its name: ``'mag'`` for CTF MEG names, ``'eeg'``
+    for the rest. THINGS-MEG's CTF sensors are axial gradiometers measuring tesla, which MNE
+    types ``'mag'`` (``read_raw_ctf`` and the derivative's ``-epo.fif`` both do, and
+    THINGS-data's ``step1_preprocessing.py`` keeps them with ``picks='mag'``)."""
+    return ["mag" if is_meg_name(n) else "eeg" for n in ch_names]
+
+
 def ctf_base(name: str) -> str:
     """``'MLC11-4408'`` → ``'MLC11'``."""
     return name.split("-")[0]

@@ -4,6 +4,7 @@ tensors someone pickled)."""
 from mindsight.io.cache import default_cache_dir, load_float32
 from mindsight.io.containers import read_dict, read_npy, write_npy_dict, write_pickle_dict
 from mindsight.io.datasets import find_dataset, read_images, read_recording
+from mindsight.io.headers import read_header
 from mindsight.io.images import ImagePartition, ImageSet, read_image_set
 from mindsight.io.things_eeg2 import (
     find_preprocessed,
@@ -30,6 +31,7 @@ __all__ = [
     "find_things_meg",
     "load_float32",
     "read_dict",
+    "read_header",
     "read_image_set",
     "read_images",
     "read_npy",

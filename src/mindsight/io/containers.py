@@ -226,8 +226,9 @@ def _read_npy_header(fh: io.BufferedReader) -> tuple[tuple, bool, np.dtype]:
     return np.lib.format._read_array_header(fh, version)  # (3, 0): utf-8 header
 
 
-def _unpickle(fh: io.BufferedReader, path: Path) -> Any:
-    unpickler = _LazyUnpickler(fh, path)
+def _unpickle(fh: io.BufferedReader, path: Path, unpickler_class: type | None = None) -> Any:
+    """Unpickle lazily (``unpickler_class``: a :class:`_LazyUnpickler` subclass, or it)."""
+    unpickler = (unpickler_class or _LazyUnpickler)(fh, path)
     try:
         obj = unpickler.load()
     except (EOFError, pickle.UnpicklingError, struct.error, IndexError, KeyError) as exc:

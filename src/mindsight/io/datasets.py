@@ -69,21 +69,27 @@ def read_recording(
     official THINGS-MEG derivative and is an error elsewhere (for either partition, so a run
     configured for it fails before training).
     """
-    _check_test_set(test_set)
     root = Path(root)
-    dataset, files = find_dataset(root)
-    if dataset == MEG:
+    if recognise(root, test_set) == MEG:
         return things_meg.read_things_meg(root, subject, partition, images, test_set=test_set,
                                           cache_dir=cache_dir, progress=progress)
-    if dataset == EEG2:
-        if test_set != "small":
-            raise _large_unavailable(root, "THINGS-EEG2, which has one test set")
-        return things_eeg2.read_things_eeg2(root, subject, partition, images, cache_dir=cache_dir,
-                                            progress=progress)
-    raise MissingFileError(
-        f"{root}: no preprocessed THINGS-EEG2 or THINGS-MEG data found. Layouts read: "
-        + "; ".join([*things_eeg2.LAYOUTS.values(), *things_meg.LAYOUTS.values()])
-    )
+    return things_eeg2.read_things_eeg2(root, subject, partition, images, cache_dir=cache_dir,
+                                        progress=progress)
+
+
+def recognise(root: str | os.PathLike, test_set: str = "small") -> str:
+    """The dataset under ``root`` (``'THINGS-EEG2'`` or ``'THINGS-MEG'``) for a read with
+    ``test_set``: none found, or THINGS-EEG2 asked for the large test set, is an error."""
+    _check_test_set(test_set)
+    dataset, _ = find_dataset(root)
+    if dataset == EEG2 and test_set != "small":
+        raise _large_unavailable(root, "THINGS-EEG2, which has one test set")
+    if dataset is None:
+        raise MissingFileError(
+            f"{root}: no preprocessed THINGS-EEG2 or THINGS-MEG data found. Layouts read: "
+            + "; ".join([*things_eeg2.LAYOUTS.values(), *things_meg.LAYOUTS.values()])
+        )
+    return dataset
 
 
 def read_images(

@@ -37,6 +37,7 @@ from mindsight.io.things_meg import (
     read_epochs_header,
     select_partition,
 )
+from mindsight.io.timeaxis import epoch_times
 
 
 @dataclass
@@ -58,8 +59,14 @@ class Finding:
                 "root": str(self.root), "subjects": self.subjects, "rows": self.rows}
 
 
-def _time_row(times: np.ndarray, n_times: int) -> dict[str, Any]:
-    times = np.asarray(times, dtype=float)[-n_times:]
+def _time_row(times: np.ndarray, n_times: int, source: Any) -> dict[str, Any]:
+    """Sampling rate and time range of a file's data, or, when its ``times`` disagree with the
+    data (:func:`epoch_times`), a ``note`` with the reason: ``info`` still lists the file and
+    its shape, and the readers refuse it with the same message."""
+    try:
+        times = epoch_times(times, n_times, source)
+    except DataFormatError as exc:
+        return {"note": str(exc)}
     sfreq = 1.0 / float(np.mean(np.diff(times))) if len(times) > 1 else float("nan")
     return {"sfreq": round(sfreq, 3), "tmin": round(float(times[0]), 4), "tmax": round(float(times[-1]), 4)}
 
@@ -75,7 +82,7 @@ def _describe_preprocessed(f: PreprocessedFile) -> dict[str, Any]:
         row.update(shape=list(arr.shape), axes="session×condition×repetition×channel×time",
                    n_chans=n_ch, n_times=n_t, images=n_images, dtype=str(arr.dtype))
         if "times" in meta:
-            row.update(_time_row(meta["times"], n_t))
+            row.update(_time_row(meta["times"], n_t, f.meta_path))
     else:
         content = read_dict(f.path, required=(EEG_KEY, "ch_names", "times"))
         arr = content[EEG_KEY]
@@ -84,7 +91,7 @@ def _describe_preprocessed(f: PreprocessedFile) -> dict[str, Any]:
         n_cond, n_rep, n_ch, n_t = arr.shape
         row.update(shape=list(arr.shape), axes="condition×repetition×channel×time",
                    n_chans=n_ch, n_times=n_t, images=n_cond, dtype=str(arr.dtype),
-                   **_time_row(content["times"], n_t))
+                   **_time_row(content["times"], n_t, f.path))
     if row.get("images") is not None:
         row["concepts"] = (
             row["images"] // EXEMPLARS_PER_TRAIN_CONCEPT if f.partition == "train" else row["images"]
@@ -108,7 +115,7 @@ def _meg_official_rows(f: MegFile) -> list[dict[str, Any]]:
     header = read_epochs_header(f.path)
     n_ch, n_t = len(header["ch_names"]), len(header["times"])
     base = {"subject": f.subject, "n_chans": n_ch, "n_times": n_t, "dtype": "float32",
-            "file": str(f.path), **_time_row(np.asarray(header["times"]), n_t)}
+            "file": str(f.path), **_time_row(np.asarray(header["times"]), n_t, f.path)}
     try:
         df, table = attributes_table(f)
         join_epochs(df, np.asarray(header["events"]), table, str(f.path))
@@ -134,7 +141,7 @@ def _meg_atm_row(f: MegFile) -> dict[str, Any]:
     return {"subject": f.subject, "partition": f.partition, "shape": list(arr.shape),
             "axes": "concept×image×repetition×channel×time", "n_chans": n_ch, "n_times": n_t,
             "images": n_c * n_i, "concepts": n_c, "dtype": str(arr.dtype), "file": str(f.path),
-            **_time_row(np.asarray(content["times"], dtype=float), n_t)}
+            **_time_row(np.asarray(content["times"], dtype=float), n_t, f.path)}
 
 
 def _describe_raw(root: Path) -> list[Finding]:

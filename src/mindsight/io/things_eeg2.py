@@ -8,7 +8,8 @@ Three preprocessed layouts, found automatically under a root directory:
     ``ch_names``, ``times``.
 ``nice-atm``
     Same names and keys, 63 channels × 250 samples at 250 Hz, but a raw pickle; ``times`` keeps
-    300 values (-0.2..0.996 s) for 250 samples, of which the last 250 belong to the data.
+    300 values (-0.2..0.996 s) for 250 samples, of which the last 250 (from 0 s) belong to the
+    data. Only that case of a longer ``times`` is accepted (:func:`~mindsight.io.timeaxis.epoch_times`).
 ``things-eeg2-dataset``
     ``sub-XX/preprocessed_eeg_{training,test}_sub-XX.npy`` (sessions × conditions × repetitions ×
     channels × times, float32), ``img_conditions_{training,test}_sub-XX.npy`` (1-based image
@@ -33,6 +34,7 @@ from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.cache import load_float32
 from mindsight.io.containers import read_npy, sniff
 from mindsight.io.images import ImageSet, read_image_set
+from mindsight.io.timeaxis import epoch_times
 from mindsight.recording import Recording, Trials, check_disjoint_concepts, check_same_channels
 
 DATASET = "THINGS-EEG2"
@@ -203,6 +205,28 @@ def _progress(desc: str, enabled: bool):
     return update
 
 
+def dict_axes(
+    path: Path, shape: tuple[int, ...], ch_names: Any, times: Any
+) -> tuple[list[str], np.ndarray]:
+    """(channel names, sample times) of an ``official`` / ``nice-atm`` file whose
+    ``preprocessed_eeg_data`` has ``shape``, checked against it (times by :func:`epoch_times`).
+
+    Shared by the reader and the header-only reader, so both accept exactly the same files.
+    """
+    if len(shape) != 4:
+        raise DataFormatError(
+            f"{path}: {EEG_KEY!r} has shape {tuple(shape)}; expected 4 axes "
+            "(image conditions, repetitions, channels, times)"
+        )
+    names = [str(c) for c in ch_names]
+    if len(names) != shape[2]:
+        raise DataFormatError(
+            f"{path}: 'ch_names' has {len(names)} names for {shape[2]} channels "
+            f"({EEG_KEY!r} shape {tuple(shape)})"
+        )
+    return names, epoch_times(times, shape[3], path)
+
+
 def read_things_eeg2(
     root: str | os.PathLike,
     subject: int,
@@ -238,24 +262,8 @@ def read_things_eeg2(
             found.path, EEG_KEY, cache_dir, use_cache=use_cache, required=("ch_names", "times"),
             progress=bar,
         )
-        if arr.ndim != 4:
-            raise DataFormatError(
-                f"{found.path}: {EEG_KEY!r} has shape {arr.shape}; expected 4 axes "
-                "(image conditions, repetitions, channels, times)"
-            )
+        ch_names, times = dict_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
         n_conditions, n_reps, n_chans, n_times = arr.shape
-        ch_names = [str(c) for c in extras["ch_names"]]
-        times = np.asarray(extras["times"], dtype=np.float64).ravel()
-        if len(ch_names) != n_chans:
-            raise DataFormatError(
-                f"{found.path}: 'ch_names' has {len(ch_names)} names for {n_chans} channels "
-                f"({EEG_KEY!r} shape {arr.shape})"
-            )
-        if len(times) < n_times:
-            raise DataFormatError(
-                f"{found.path}: 'times' has {len(times)} values for {n_times} samples"
-            )
-        times = times[len(times) - n_times :]  # NICE/ATM keep the pre-crop times; data are the tail
         data = arr.reshape(n_conditions * n_reps, n_chans, n_times)
         image = np.repeat(np.arange(n_conditions), n_reps)
         repetition = np.tile(np.arange(n_reps), n_conditions)
@@ -280,24 +288,35 @@ def read_things_eeg2(
     )
 
 
-def _read_package_layout(found: PreprocessedFile, cache_dir, use_cache: bool, bar):
+def package_files(found: PreprocessedFile) -> None:
+    """The things-eeg2-dataset layout's conditions and meta files must be beside the data."""
     for p in (found.conditions_path, found.meta_path):
         if not p.is_file():
             raise MissingFileError(
                 f"{p}: missing; the things-eeg2-dataset layout needs it beside {found.path.name}"
             )
-    arr, _ = load_float32(found.path, None, cache_dir, use_cache=use_cache, progress=bar)
-    if arr.ndim != 5:
+
+
+def package_meta(
+    found: PreprocessedFile, shape: tuple[int, ...]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(channel names, sample times, 1-based conditions per session) of a things-eeg2-dataset
+    file whose data have ``shape``, read from its meta JSON and conditions file and checked.
+
+    Shared by the reader and the header-only reader; the package writes one time per sample,
+    so here the lengths must match exactly.
+    """
+    if len(shape) != 5:
         raise DataFormatError(
-            f"{found.path}: shape {arr.shape}; expected 5 axes "
+            f"{found.path}: shape {tuple(shape)}; expected 5 axes "
             "(sessions, image conditions, repetitions, channels, times)"
         )
-    n_ses, n_cond, n_reps, n_chans, n_times = arr.shape
+    n_ses, n_cond, _, n_chans, n_times = shape
     conditions = np.asarray(read_npy(found.conditions_path))
     if conditions.shape != (n_ses, n_cond):
         raise DataFormatError(
             f"{found.conditions_path}: shape {conditions.shape}, expected ({n_ses}, {n_cond}) "
-            f"to match {found.path.name} {arr.shape}"
+            f"to match {found.path.name} {tuple(shape)}"
         )
     if conditions.min() < 1:
         raise DataFormatError(f"{found.conditions_path}: conditions are 1-based, found {conditions.min()}")
@@ -311,8 +330,16 @@ def _read_package_layout(found: PreprocessedFile, cache_dir, use_cache: bool, ba
     if len(ch_names) != n_chans or len(times) != n_times:
         raise DataFormatError(
             f"{found.meta_path}: {len(ch_names)} channel names and {len(times)} times for data "
-            f"of shape {arr.shape}"
+            f"of shape {tuple(shape)}"
         )
+    return ch_names, times, conditions
+
+
+def _read_package_layout(found: PreprocessedFile, cache_dir, use_cache: bool, bar):
+    package_files(found)
+    arr, _ = load_float32(found.path, None, cache_dir, use_cache=use_cache, progress=bar)
+    n_ses, n_cond, n_reps, n_chans, n_times = arr.shape
+    ch_names, times, conditions = package_meta(found, arr.shape)
     image = np.repeat(conditions.astype(np.int64).ravel() - 1, n_reps)
     session = np.repeat(np.arange(n_ses), n_cond * n_reps)
     data = arr.reshape(n_ses * n_cond * n_reps, n_chans, n_times)

@@ -72,9 +72,17 @@ import numpy as np
 from mindsight._atomic import atomic_path
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.cache import cached_json, load_float32, load_float32_rows, lookup_float32
-from mindsight.io.containers import read_dict, sniff, write_pickle_dict
+from mindsight.io.containers import (
+    _Blob,
+    _LazyUnpickler,
+    _unpickle,
+    read_dict,
+    sniff,
+    write_pickle_dict,
+)
 from mindsight.io.images import ImagePartition, ImageSet, concept_name, read_image_set
 from mindsight.io.things_eeg2 import _occurrence_rank, _progress, _sfreq_from_times, walk_files
+from mindsight.io.timeaxis import epoch_times
 from mindsight.recording import Recording, Trials
 
 DATASET = "THINGS-MEG"
@@ -394,15 +402,20 @@ def join_epochs(df: Any, events: np.ndarray, table: str, epochs: str) -> np.ndar
     return epoch_of_row
 
 
-def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
-                   images: ImageSet | None, cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+def official_selection(found: MegFile, partition: str, test_set: str, images: ImageSet | None,
+                       cache_dir: Any = None, use_cache: bool = True
+                       ) -> tuple[dict[str, Any], Selection, np.ndarray, str]:
+    """(epochs header, the partition's trials, their epoch indices, the table's name) of an
+    official epochs file, from its header and the CSV only (no epoch data is read).
+
+    Checks what can be checked without the data: channel positions, the CSV ↔ epochs join and,
+    with ``images``, that the image set lists the partition's images in this order.
+    """
     from mindsight.sensors import sensor_positions
 
-    parts = found.parts
-    header = cached_json(parts, "things-meg-epochs-header", lambda: read_epochs_header(found.path),
-                         cache_dir, use_cache=use_cache)
-    ch_names = header["ch_names"]
-    sensor_positions(ch_names)  # unknown names: the clear "missing sensor positions" error
+    header = cached_json(found.parts, "things-meg-epochs-header",
+                         lambda: read_epochs_header(found.path), cache_dir, use_cache=use_cache)
+    sensor_positions(header["ch_names"])  # unknown names: the clear "missing sensor positions" error
     df, table = attributes_table(found)
     epoch_of_row = join_epochs(df, np.asarray(header["events"]), table, str(found.path))
     sel = select_partition(df, partition, test_set, table)
@@ -411,6 +424,15 @@ def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
         raise DataFormatError(f"{table}: selected trials missing from {found.path}")
     if images is not None:  # before the (long) first conversion
         _check_image_order(images[partition], sel, table)
+    return header, sel, epochs_idx, table
+
+
+def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
+                   images: ImageSet | None, cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+    parts = found.parts
+    header, sel, epochs_idx, table = official_selection(found, partition, test_set, images,
+                                                        cache_dir, use_cache)
+    ch_names = header["ch_names"]
     n_times = len(header["times"])
     opened: dict[str, Any] = {}
 
@@ -545,6 +567,78 @@ def read_atm_content(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     return content, _atm_key(content, path)
 
 
+class _SkippedStorage:
+    """A tensor storage whose bytes were left on disk (header reading)."""
+
+
+class TensorHeader:
+    """A tensor left on disk: only its shape is known."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+
+
+class _TorchHeaderUnpickler(_LazyUnpickler):
+    """The lazy, restricted unpickler of :mod:`mindsight.io.containers` plus torch tensors:
+    a tensor whose storage is large enough to be left on disk comes back as a
+    :class:`TensorHeader` (its bytes are skipped, never read); small ones (``times``) are
+    rebuilt through ``torch.load(weights_only=True)`` as numpy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return self._storage
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild
+        return super().find_class(module, name)
+
+    @staticmethod
+    def _storage(data: Any) -> Any:
+        if isinstance(data, _Blob):
+            return _SkippedStorage()
+        import torch
+
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    @staticmethod
+    def _rebuild(storage: Any, offset: int, size: Any, stride: Any, *rest: Any) -> Any:
+        if isinstance(storage, _SkippedStorage):
+            return TensorHeader(size)
+        import torch
+
+        return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, *rest).detach().numpy()
+
+
+def read_atm_header(path: str | os.PathLike) -> tuple[tuple[int, ...], list[str], np.ndarray]:
+    """(data shape, channel names, times) of an ATM pickle without reading its data.
+
+    Numpy payloads stay memory-mapped, large torch tensors in a raw pickle are skipped
+    (:class:`TensorHeader`), and ``torch.save`` zips are memory-mapped by ``torch.load``.
+    """
+    path = Path(path)
+    kind = sniff(path)
+    if kind == "zip":
+        content = _read_torch_dict(path)
+    elif kind == "npy":
+        content = read_dict(path)
+    elif kind == "pickle":
+        with open(path, "rb") as fh:
+            content = _unpickle(fh, path, _TorchHeaderUnpickler)
+        if not isinstance(content, dict):
+            raise DataFormatError(f"{path}: expected a dict, found {type(content).__name__}")
+    else:
+        raise DataFormatError(f"{path}: not a pickle (container looks like {kind!r})")
+    for k in ("ch_names", "times"):
+        if k not in content:
+            raise DataFormatError(f"{path}: missing key {k!r}; the file has {', '.join(map(repr, content))}")
+    key = _atm_key(content, path)
+    data = content[key]
+    if not isinstance(data, (np.ndarray, TensorHeader)) or (
+            isinstance(data, np.ndarray) and data.dtype.kind not in "fiu"):
+        raise DataFormatError(f"{path}: {key!r} should be a numeric array, found {type(data).__name__}")
+    return data.shape, [str(c) for c in content["ch_names"]], np.asarray(content["times"], float).ravel()
+
+
 def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tuple[np.ndarray, dict]:
     """(float32 array, {'ch_names', 'times', ...}) of an ATM pickle, numpy or torch inside."""
     kind = sniff(path)
@@ -574,38 +668,58 @@ def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tu
                              use_cache=use_cache, extras=extras, progress=bar)
 
 
+def atm_axes(path: Path, shape: tuple[int, ...], ch_names: Any, times: Any) -> tuple[list[str], np.ndarray]:
+    """(channel names, sample times) of an ATM pickle whose ``meg_data`` has ``shape``, checked
+    against it (times by :func:`epoch_times`); shared by the reader and the header reader."""
+    if len(shape) != 5:
+        raise DataFormatError(
+            f"{path}: meg_data has shape {tuple(shape)}; expected 5 axes (concepts, images, "
+            "repetitions, channels, times), e.g. (1654, 12, 1, 271, 201) or (200, 1, 12, 271, 201)"
+        )
+    names = [str(c) for c in ch_names]
+    if len(names) != shape[3]:
+        raise DataFormatError(f"{path}: 'ch_names' has {len(names)} names for {shape[3]} channels "
+                              f"(meg_data shape {tuple(shape)})")
+    return names, epoch_times(times, shape[4], path)
+
+
+def check_atm_images(path: Path, partition: str, shape: tuple[int, ...], images: ImageSet) -> ImagePartition:
+    """The image set's ``partition``, which must list as many images and concepts as the ATM
+    pickle of ``shape`` (concepts × images × ...) holds."""
+    n_c, n_i = shape[:2]
+    part = images[partition]
+    if len(part) != n_c * n_i or part.n_concepts != n_c:
+        raise DataFormatError(
+            f"{path}: {n_c * n_i} {partition} images ({n_c} concepts × {n_i}), but the "
+            f"image set at {part.root} lists {len(part)} images of {part.n_concepts} concepts"
+        )
+    return part
+
+
+def atm_large_refused(path: Path) -> DataFormatError:
+    """The error for the large test set asked of an ATM pickle (which holds the small one)."""
+    return DataFormatError(
+        f"{path}: the large THINGS-MEG test set (2,400 images) exists only in the "
+        "official derivative (preprocessed_P{n}-epo.fif + sample_attributes_P{n}.csv); "
+        "ATM's pickles hold the small one (200 images × 12 repetitions)"
+    )
+
+
 def _read_atm(found: MegFile, subject: int, partition: str, images: ImageSet | None,
               cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
     from mindsight.sensors import sensor_positions
 
     bar = _progress(f"caching {found.path.name} (sub-{subject:02d})", progress)
     arr, extras = _read_atm_array(found.path, cache_dir, use_cache, bar)
-    if arr.ndim != 5:
-        raise DataFormatError(
-            f"{found.path}: meg_data has shape {arr.shape}; expected 5 axes (concepts, images, "
-            "repetitions, channels, times), e.g. (1654, 12, 1, 271, 201) or (200, 1, 12, 271, 201)"
-        )
+    ch_names, times = atm_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
     n_c, n_i, n_r, n_ch, n_t = arr.shape
-    ch_names = [str(c) for c in extras["ch_names"]]
-    times = np.asarray(extras["times"], dtype=np.float64).ravel()
-    if len(ch_names) != n_ch:
-        raise DataFormatError(f"{found.path}: 'ch_names' has {len(ch_names)} names for {n_ch} channels "
-                              f"(meg_data shape {arr.shape})")
-    if len(times) < n_t:
-        raise DataFormatError(f"{found.path}: 'times' has {len(times)} values for {n_t} samples")
-    times = times[len(times) - n_t:]
     sensor_positions(ch_names)
     image = np.repeat(np.arange(n_c * n_i), n_r)
     repetition = np.tile(np.arange(n_r), n_c * n_i)
     concept = image // n_i
     concept_names = None
     if images is not None:
-        part = images[partition]
-        if len(part) != n_c * n_i or part.n_concepts != n_c:
-            raise DataFormatError(
-                f"{found.path}: {n_c * n_i} {partition} images ({n_c} concepts × {n_i}), but the "
-                f"image set at {part.root} lists {len(part)} images of {part.n_concepts} concepts"
-            )
+        part = check_atm_images(found.path, partition, arr.shape, images)
         concept, concept_names = part.concept[image], part.concept_names
     return Recording(
         data=arr.reshape(n_c * n_i * n_r, n_ch, n_t),
@@ -654,11 +768,7 @@ def read_things_meg(
                   else things_meg_image_set(root, subject, images, test_set))
     if found.layout == "atm":
         if test_set == "large":
-            raise DataFormatError(
-                f"{found.path}: the large THINGS-MEG test set (2,400 images) exists only in the "
-                "official derivative (preprocessed_P{n}-epo.fif + sample_attributes_P{n}.csv); "
-                "ATM's pickles hold the small one (200 images × 12 repetitions)"
-            )
+            raise atm_large_refused(found.path)
         return _read_atm(found, subject, partition, images, cache_dir, use_cache, progress)
     return _read_official(found, subject, partition, test_set, images, cache_dir, use_cache, progress)
 

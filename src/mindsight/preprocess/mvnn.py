@@ -52,8 +52,9 @@ def ledoit_wolf_cov(x: np.ndarray) -> np.ndarray:
 def noise_covariance(epochs: np.ndarray, dim: str = "epochs", batch: int = 2048) -> np.ndarray:
     """Mean within-condition noise covariance of ``epochs`` (conditions, repetitions, ch, times).
 
-    ``dim='epochs'``: one covariance per repetition over its time points (official default);
-    ``dim='time'``: one per time point over the repetitions of a condition.
+    ``dim='time'``: one per time point over the repetitions of a condition (the official
+    THINGS-EEG2 script's default, ``--mvnn_dim time``);
+    ``dim='epochs'``: one per repetition over its time points (NICE/ATM).
     """
     if epochs.ndim != 4:
         raise DataFormatError(
