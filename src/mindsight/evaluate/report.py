@@ -29,13 +29,16 @@ def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[dict[st
          "chance": _pct(m["chance_top5"])},
         {"metric": "relative median rank", "value": f"{m['median_rank']:.3f}", "chance": "0.500"},
     ]
-    if "classification" in m:
+    if m.get("classification"):
         c = m["classification"]
         head += [{"metric": f"classification top-1 (%, {c['n_way']} names)",
                   "value": _with_ci(ci.get("classification_top1"), c["top1"]),
                   "chance": _pct(c["chance_top1"])},
                  {"metric": "classification top-5 (%)",
                   "value": _with_ci(ci.get("classification_top5"), c["top5"]), "chance": ""}]
+    elif "classification" in m:  # null: no text features for the concept names
+        head.append({"metric": "classification", "chance": "",
+                     "value": f"null ({m.get('classification_reason') or 'no text features'})"})
     if "single_trial" in m:
         head.append({"metric": "single-trial top-1 (%)", "value": _pct(m["single_trial"]["top1"]),
                      "chance": _pct(m["chance_top1"])})
