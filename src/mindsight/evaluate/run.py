@@ -23,6 +23,7 @@ from mindsight.config import RunConfig
 from mindsight.embed.base import has_modality, resolve_device
 from mindsight.embed.features import image_features, optional_text_features
 from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
 from mindsight.io.datasets import read_images
@@ -87,7 +88,8 @@ def repetition_steps(n_max: int) -> list[int]:
 
 def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tensor,
                   text_feats: torch.Tensor | None, *, single_trial: bool = True,
-                  n_draws: int = 100, text_reason: str | None = None) -> tuple[dict[str, Any], torch.Tensor]:
+                  n_draws: int = 100, text_reason: str | None = None,
+                  centres: Centres | None = None) -> tuple[dict[str, Any], torch.Tensor]:
     """All metrics of one fold on its test recording, and the averaged-EEG embeddings.
     Without ``text_feats``, ``text_reason`` (if given) is reported as a null classification."""
     avg = rec.average_repetitions()
@@ -99,6 +101,8 @@ def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tens
         out["classification"] = {k: cls[k] for k in ("top1", "top5", "chance_top1", "n_way")}
     elif text_reason is not None:
         out.update(classification=None, classification_reason=text_reason)
+    if centres is not None:
+        out["centres"] = centre_metrics(emb, t.image, centres)
     counts = np.unique(np.stack([rec.trials.subject, rec.trials.image]), axis=1, return_counts=True)[1]
     n_max = int(counts.min())
     if single_trial and n_max > 1:
@@ -135,8 +139,10 @@ def _mean_tree(items: list[Any]) -> Any:
 
 
 def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = None,
-                 progress: bool = True, single_trial: bool = True, n_draws: int = 100) -> dict[str, Any]:
-    """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict)."""
+                 progress: bool = True, single_trial: bool = True, n_draws: int = 100,
+                 centres: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict).
+    ``centres``: a THINGS image folder; adds NICE's centre evaluation (``evaluate.centres``)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
@@ -146,6 +152,8 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     image_model = cfg.model.image_model
     test_feats = image_features(images["test"], image_model, cache_dir=cache_dir, device=device,
                                 progress=progress)
+    centre_set = None if centres is None else centre_features(
+        centres, images["test"], image_model, cache_dir=cache_dir, device=device, progress=progress)
     text_cache: dict[str, tuple[torch.Tensor | None, str | None]] = {}
     fold_results = []
     for fold in folds(cfg):
@@ -157,7 +165,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
                                                  text_cache, cache_dir, device)
         metrics, emb = evaluate_fold(model, rec, torch.from_numpy(test_feats.features).to(device),
                                      text, single_trial=single_trial, n_draws=n_draws,
-                                     text_reason=text_reason)
+                                     text_reason=text_reason, centres=centre_set)
         # a pooled model serves every subject: one embeddings file per test subject
         emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
         save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb},
@@ -205,7 +213,7 @@ def summarise(fold_results: list[dict[str, Any]], cfg: RunConfig, run: dict[str,
     source = list(per_subject.values()) if over == "subjects" else fold_results
     keys = {"top1": ("top1",), "top5": ("top5",), "median_rank": ("median_rank",),
             "classification_top1": ("classification", "top1"),
-            "classification_top5": ("classification", "top5")}
+            "classification_top5": ("classification", "top5"), "centres_top1": ("centres", "top1")}
     ci = {}
     for name, path in keys.items():
         vals = []
