@@ -109,3 +109,28 @@ def write_release(root, subjects=(1,), n_reps_train: int = 2, n_reps_test: int =
             np.save(sub / f"preprocessed_eeg_{part}.npy", {
                 "preprocessed_eeg_data": eeg.astype(np.float64), "ch_names": CH17, "times": times})
     return root / "eeg", images
+
+
+def write_things(root, image_root, extra: int = 3, size: int = 64, seed: int = 1):
+    """A THINGS-database-like folder for the test concepts of the image set at ``image_root``:
+    ``root/<concept>/<concept>_NNb.jpg`` (``extra`` new pictures per concept, NICE's centre
+    images) plus a copy of the THINGS-EEG2 test image under its own file name, which the centre
+    evaluation must leave out. Returns ``root``."""
+    import shutil
+
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for folder in sorted(p for p in (image_root / "test_images").iterdir() if p.is_dir()):
+        concept = folder.name.split("_", 1)[1]
+        out = root / concept
+        out.mkdir(parents=True, exist_ok=True)
+        for e in range(extra):
+            img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+            x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
+            ImageDraw.Draw(img).ellipse([x0, y0, x0 + size // 3, y0 + size // 3],
+                                        fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+            img.save(out / f"{concept}_{e + 1:02d}b.jpg", quality=95)
+        for test_image in folder.iterdir():
+            shutil.copy(test_image, out / test_image.name)
+    return root

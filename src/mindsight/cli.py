@@ -270,6 +270,7 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
     single_trial: Annotated[bool, typer.Option(help="Also score single test trials.")] = True,
     draws: Annotated[int, typer.Option(help="Random distractor draws per query for k-way accuracy.")] = 100,
+    centres: Annotated[Path | None, typer.Option(help="THINGS image folder (one sub-folder per concept): also rank NICE's concept centres.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -278,7 +279,7 @@ def evaluate(
     from mindsight.evaluate.report import plot_repetitions, summary_tables
 
     metrics = evaluate_run(run_dir, device=device, cache_dir=cache_dir, progress=progress,
-                           single_trial=single_trial, n_draws=draws)
+                           single_trial=single_trial, n_draws=draws, centres=centres)
     for title, columns, rows in summary_tables(metrics):
         console.print(_table(rows, columns, title=title))
     figure = plot_repetitions(metrics, run_dir / "repetitions.png")

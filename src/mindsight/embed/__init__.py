@@ -13,7 +13,12 @@ from mindsight.embed.base import (
     load_text_embedder,
     text_embedder_names,
 )
-from mindsight.embed.features import FeatureTable, image_features, text_features
+from mindsight.embed.features import (
+    FeatureTable,
+    image_features,
+    optional_text_features,
+    text_features,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_MODEL",
@@ -28,6 +33,7 @@ __all__ = [
     "load_embedder",
     "load_image_embedder",
     "load_text_embedder",
+    "optional_text_features",
     "text_embedder_names",
     "text_features",
 ]

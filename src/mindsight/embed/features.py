@@ -36,7 +36,7 @@ from mindsight.embed.base import (
     load_image_embedder,
     load_text_embedder,
 )
-from mindsight.errors import DataFormatError
+from mindsight.errors import DataFormatError, WeightsUnavailableError
 from mindsight.io.cache import default_cache_dir
 from mindsight.io.images import ImagePartition
 
@@ -188,6 +188,39 @@ def text_features(
                          meta={"source": "extracted", "template": template, "normalized": False})
     table.save(path)
     return table
+
+
+IMPORTED_TEMPLATES = ("{}",)  # prompts other importers store names under (things-eeg2-dataset)
+
+
+def optional_text_features(
+    names: Sequence[str],
+    model: str = DEFAULT_TEXT_MODEL,
+    template: str = DEFAULT_TEMPLATE,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> tuple[FeatureTable | None, str | None]:
+    """``(table, None)`` when ``model``'s text features of ``names`` can be had, else
+    ``(None, reason)``.
+
+    Retrieval needs only image features, so a user who imported image features but has no
+    weights for the text tower (a cluster without internet) must still be able to train and
+    evaluate. Order: the cache under ``template`` (extracted before, or imported from ATM's
+    ``.pt`` files), the model itself, then a table imported under another prompt (the bare
+    names of things-eeg2-dataset). Only unavailable weights turn into ``None``; every other
+    error (unknown name, corrupt cache) still stops.
+    """
+    try:
+        return text_features(names, model, template, cache_dir=cache_dir, device=device), None
+    except WeightsUnavailableError:
+        pass
+    for other in IMPORTED_TEMPLATES:
+        fingerprint = text_fingerprint(names, other)
+        table = _cached(cache_path(model, "text", fingerprint, cache_dir), fingerprint, names)
+        if table is not None:
+            return table, None
+    return None, f"no {model} text features (weights unavailable and none imported)"
 
 
 def _partial_paths(path: Path) -> tuple[Path, Path]:

@@ -29,13 +29,21 @@ def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[dict[st
          "chance": _pct(m["chance_top5"])},
         {"metric": "relative median rank", "value": f"{m['median_rank']:.3f}", "chance": "0.500"},
     ]
-    if "classification" in m:
+    if m.get("classification"):
         c = m["classification"]
         head += [{"metric": f"classification top-1 (%, {c['n_way']} names)",
                   "value": _with_ci(ci.get("classification_top1"), c["top1"]),
                   "chance": _pct(c["chance_top1"])},
                  {"metric": "classification top-5 (%)",
                   "value": _with_ci(ci.get("classification_top5"), c["top5"]), "chance": ""}]
+    elif "classification" in m:  # null: no text features for the concept names
+        head.append({"metric": "classification", "chance": "",
+                     "value": f"null ({m.get('classification_reason') or 'no text features'})"})
+    if m.get("centres"):
+        c = m["centres"]
+        head += [{"metric": f"NICE centres top-{k} (%, {c['n_way']} concepts)",
+                  "value": _with_ci(ci.get("centres_top1"), c["top1"]) if k == 1 else _pct(c[f"top{k}"]),
+                  "chance": _pct(min(1.0, k / c["n_way"]))} for k in (1, 3, 5)]
     if "single_trial" in m:
         head.append({"metric": "single-trial top-1 (%)", "value": _pct(m["single_trial"]["top1"]),
                      "chance": _pct(m["chance_top1"])})

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
+from mindsight._logging import logger
 from mindsight.config import RunConfig
 from mindsight.embed.base import has_modality, resolve_device
-from mindsight.embed.features import image_features, text_features
+from mindsight.embed.features import image_features, optional_text_features
 from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
 from mindsight.io.datasets import read_images
@@ -86,8 +88,10 @@ def repetition_steps(n_max: int) -> list[int]:
 
 def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tensor,
                   text_feats: torch.Tensor | None, *, single_trial: bool = True,
-                  n_draws: int = 100) -> tuple[dict[str, Any], torch.Tensor]:
-    """All metrics of one fold on its test recording, and the averaged-EEG embeddings."""
+                  n_draws: int = 100, text_reason: str | None = None,
+                  centres: Centres | None = None) -> tuple[dict[str, Any], torch.Tensor]:
+    """All metrics of one fold on its test recording, and the averaged-EEG embeddings.
+    Without ``text_feats``, ``text_reason`` (if given) is reported as a null classification."""
     avg = rec.average_repetitions()
     t = trial_tensors(avg, len(image_feats))
     emb, txt = model.embed(t.x, t.subject)
@@ -95,6 +99,10 @@ def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tens
     if text_feats is not None:
         cls = retrieval_metrics(txt, text_feats, t.concept.to(emb.device), k_ways=())
         out["classification"] = {k: cls[k] for k in ("top1", "top5", "chance_top1", "n_way")}
+    elif text_reason is not None:
+        out.update(classification=None, classification_reason=text_reason)
+    if centres is not None:
+        out["centres"] = centre_metrics(emb, t.image, centres)
     counts = np.unique(np.stack([rec.trials.subject, rec.trials.image]), axis=1, return_counts=True)[1]
     n_max = int(counts.min())
     if single_trial and n_max > 1:
@@ -120,6 +128,8 @@ def _mean_tree(items: list[Any]) -> Any:
     """Element-wise mean of equally shaped nested dicts/lists of numbers."""
     first = items[0]
     if isinstance(first, dict):
+        if not all(isinstance(it, dict) for it in items):  # e.g. classification null in one fold
+            return None
         return {k: _mean_tree([it[k] for it in items]) for k in first if all(k in it for it in items)}
     if isinstance(first, list):
         return [_mean_tree(list(col)) for col in zip(*items, strict=True)]
@@ -129,8 +139,10 @@ def _mean_tree(items: list[Any]) -> Any:
 
 
 def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = None,
-                 progress: bool = True, single_trial: bool = True, n_draws: int = 100) -> dict[str, Any]:
-    """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict)."""
+                 progress: bool = True, single_trial: bool = True, n_draws: int = 100,
+                 centres: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict).
+    ``centres``: a THINGS image folder; adds NICE's centre evaluation (``evaluate.centres``)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     run = json.loads((run_dir / "run.json").read_text())
@@ -140,24 +152,20 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     image_model = cfg.model.image_model
     test_feats = image_features(images["test"], image_model, cache_dir=cache_dir, device=device,
                                 progress=progress)
-    text_cache: dict[str, torch.Tensor] = {}
+    centre_set = None if centres is None else centre_features(
+        centres, images["test"], image_model, cache_dir=cache_dir, device=device, progress=progress)
+    text_cache: dict[str, tuple[torch.Tensor | None, str | None]] = {}
     fold_results = []
     for fold in folds(cfg):
         fold_dir, info = trained_fold(run_dir, fold)
         model = load_model(fold_dir, device)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
         _check_compatible(model, rec, test_feats.dim, image_model, fold_dir)
-        text_model = model.spec.text_model or (
-            image_model if has_modality(image_model, "text") else None)
-        text = None
-        if text_model is not None:
-            if text_model not in text_cache:
-                table = text_features(images["test"].concept_names, text_model, cache_dir=cache_dir,
-                                      device=device)
-                text_cache[text_model] = torch.from_numpy(table.features).to(device)
-            text = text_cache[text_model]
+        text, text_reason = classification_texts(model.spec, image_model, images["test"].concept_names,
+                                                 text_cache, cache_dir, device)
         metrics, emb = evaluate_fold(model, rec, torch.from_numpy(test_feats.features).to(device),
-                                     text, single_trial=single_trial, n_draws=n_draws)
+                                     text, single_trial=single_trial, n_draws=n_draws,
+                                     text_reason=text_reason, centres=centre_set)
         # a pooled model serves every subject: one embeddings file per test subject
         emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
         save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb},
@@ -168,6 +176,26 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     out = summarise(fold_results, cfg, run)
     write_json(run_dir / "metrics.json", out)
     return out
+
+
+def classification_texts(spec: ModelSpec, image_model: str, names: tuple[str, ...],
+                         cache: dict[str, tuple[torch.Tensor | None, str | None]], cache_dir: Any,
+                         device: str) -> tuple[torch.Tensor | None, str | None]:
+    """The test concept names in the model's text space, or ``(None, reason)``: a model with
+    no text head over an image model with no text tower has no text space, and a CLIP text
+    tower whose features were neither imported nor computable (no weights) gives none; retrieval
+    is scored either way. One note is logged per text model; ``cache`` keeps the answer."""
+    text_model = spec.text_model or (image_model if has_modality(image_model, "text") else None)
+    if text_model is None:
+        return None, (f"no text space: the model has no text head (trained without the text term) "
+                      f"and {image_model} has no text tower")
+    if text_model not in cache:
+        table, reason = optional_text_features(names, text_model, cache_dir=cache_dir, device=device)
+        if table is None:
+            logger.info("%s: zero-shot classification is null (retrieval is scored)", reason)
+        cache[text_model] = (None if table is None else torch.from_numpy(table.features).to(device),
+                             reason)
+    return cache[text_model]
 
 
 def summarise(fold_results: list[dict[str, Any]], cfg: RunConfig, run: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +213,7 @@ def summarise(fold_results: list[dict[str, Any]], cfg: RunConfig, run: dict[str,
     source = list(per_subject.values()) if over == "subjects" else fold_results
     keys = {"top1": ("top1",), "top5": ("top5",), "median_rank": ("median_rank",),
             "classification_top1": ("classification", "top1"),
-            "classification_top5": ("classification", "top5")}
+            "classification_top5": ("classification", "top5"), "centres_top1": ("centres", "top1")}
     ci = {}
     for name, path in keys.items():
         vals = []

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
+from mindsight._logging import logger
 from mindsight.config import RunConfig
 from mindsight.embed.base import (
     DEFAULT_TEXT_MODEL,
@@ -36,7 +37,7 @@ from mindsight.embed.base import (
     has_modality,
     resolve_device,
 )
-from mindsight.embed.features import FeatureTable, image_features, text_features
+from mindsight.embed.features import FeatureTable, image_features, optional_text_features
 from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
 from mindsight.errors import DataFormatError, LeakageError, MindsightError
 from mindsight.io.datasets import find_dataset, read_images, read_recording
@@ -172,10 +173,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     device = resolve_device(cfg.train.device)
     feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
                            device=device, progress=progress)
-    texts = None
+    texts, text_note = None, None
     if cfg.train.text_weight > 0:
-        texts = text_features(images["train"].concept_names, text_model, cache_dir=cache_dir,
-                              device=device)
+        texts, text_note = training_texts(images["train"].concept_names, text_model, cache_dir, device)
     run_path = out / "run.json"
     run = json.loads(run_path.read_text()) if run_path.is_file() else {
         "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -185,7 +185,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
             "test_set": cfg.data.test_set,
             "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
             "encoder": cfg.model.encoder, "image_model": cfg.model.image_model,
-            "text_model": text_model if texts is not None else None,
+            "text_model": text_model if texts is not None else None, "text_note": text_note,
             "selection": "validation", "val_fraction": cfg.data.val_fraction,
             "train_trials": cfg.data.train_trials, "seeds": list(cfg.train.seeds),
             "epochs_max": cfg.train.epochs,
@@ -205,6 +205,18 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     run.update(status="complete", finished=datetime.now(UTC).isoformat(timespec="seconds"))
     write_json(run_path, run)
     return out
+
+
+def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
+                   device: str) -> tuple[FeatureTable | None, str | None]:
+    """The concept-name features of the text term, or ``(None, reason)`` with one logged note
+    when they cannot be had (image features imported, no text weights): retrieval needs only
+    the image features, so training goes on without the term."""
+    texts, reason = optional_text_features(names, text_model, cache_dir=cache_dir, device=device)
+    if texts is None:
+        logger.info("%s: training without the concept-name text term; zero-shot classification "
+                    "will be null unless they are available at evaluation", reason)
+    return texts, reason
 
 
 def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: FeatureTable,
