@@ -333,7 +333,6 @@ def test_check_matching_partitions_works_on_loaded_recordings(official):
 
 
 # -- train_run refuses before writing anything ------------------------------------------------------
-@pytest.mark.xfail(reason="needs the hook in train_run", strict=False)
 def test_train_run_refuses_a_mismatched_test_partition_before_writing(official, tmp_path,
                                                                       monkeypatch):
     import mindsight.train.run as run_module

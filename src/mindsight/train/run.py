@@ -44,6 +44,7 @@ from mindsight.io.datasets import find_dataset, read_images, read_recording
 from mindsight.io.images import ImageSet
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
+from mindsight.train.checks import check_partitions
 from mindsight.train.data import TrialTensors, positions, trial_tensors
 from mindsight.train.fit import EpochCallback, Targets, fit, retrieval_top1, validate
 from mindsight.train.model import AlignmentModel, ModelSpec
@@ -169,6 +170,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
+    check_partitions(cfg, images, cache_dir=cache_dir)  # headers only: no test value is read
     _prepare_out(cfg, out, resume)
     device = resolve_device(cfg.train.device)
     feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
