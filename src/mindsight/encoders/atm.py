@@ -87,8 +87,3 @@ class ATM(nn.Module):
 def atm(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATM:
     return ATM(n_chans, n_times, sfreq, n_outputs, **params)
 
-
-@ENCODERS.register("atm-e", subjects=True,
-                   description="ATM-E (seed 002): channel-wise transformer, braindecode EEGNet conv")
-def atm_e(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATM:
-    return ATM(n_chans, n_times, sfreq, n_outputs, **{"conv": "eegnet", **params})
