@@ -21,23 +21,8 @@ from mindsight.encoders.blocks import (
 )
 from mindsight.errors import UnknownNameError
 
-
-def _eegnet_trunk(n_chans: int, n_times: int, sfreq: float) -> nn.Module:
-    """braindecode's EEGNet without its classifier: (batch, chans, times) → features."""
-    import warnings
-
-    from braindecode.models import EEGNet
-
-    with warnings.catch_warnings():  # braindecode warns about the missing montage
-        warnings.simplefilter("ignore")
-        net = EEGNet(n_chans=n_chans, n_outputs=1, n_times=n_times, sfreq=sfreq)
-    net.final_layer = nn.Flatten()
-    return net
-
-
 TS_CONVS = {
     "shallow": lambda n_chans, n_times, sfreq: ShallowTSConv(n_chans, n_times),
-    "eegnet": _eegnet_trunk,
 }
 
 
