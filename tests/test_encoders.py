@@ -41,7 +41,7 @@ def test_braindecode_models_are_reused_not_rewritten():
     model = build_encoder("eegconformer", **SHAPE)
     assert isinstance(model.backbone, braindecode.models.EEGConformer)
     atm_e = build_encoder("atm-e", **SHAPE)
-    assert isinstance(atm_e.ts_conv, braindecode.models.EEGNet)
+    assert isinstance(atm_e.eegnet, braindecode.models.EEGNet)
 
 
 def test_unknown_encoder_lists_available_names():

@@ -12,11 +12,11 @@ from mindsight.evaluate.run import evaluate_fold
 from mindsight.train.checkpoint import load_tensors
 from mindsight.train.run import fit_recording, folds
 
-SMALL_ATM = {"d_model": 64, "n_heads": 4, "d_ff": 64}
+SMALL = {"atm": {"d_model": 64, "n_heads": 4, "d_ff": 64}, "atm-e": {"d_ff": 64}}
 
 
 def _cfg(encoder: str, epochs: int = 25, **train) -> RunConfig:
-    params = SMALL_ATM if encoder.startswith("atm") else {}
+    params = SMALL.get(encoder, {})
     return RunConfig.from_dict({
         "model": {"encoder": encoder, "params": params},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "text_weight": 0.0,

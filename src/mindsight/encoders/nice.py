@@ -1,4 +1,8 @@
-"""NICE (Song et al., ICLR'24): ShallowNet-style temporal-spatial conv + residual projector."""
+"""NICE (Song et al., ICLR'24): ShallowNet-style temporal-spatial conv + residual projector.
+
+``init="normal-0.02"`` re-draws the weights as NICE's training script does before training
+(``weights_init_normal`` on its conv block and projector); the default keeps PyTorch's.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,19 @@ from torch import nn
 
 from mindsight.encoders.base import ENCODERS
 from mindsight.encoders.blocks import ResidualProjector, ShallowTSConv, flat_size
+from mindsight.encoders.init import check_init, initialize
 
 
 class NICE(nn.Module):
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
-                 n_filters: int = 40, dropout: float = 0.5, proj_blocks: int = 1) -> None:
+                 n_filters: int = 40, dropout: float = 0.5, proj_blocks: int = 1,
+                 init: str = "default") -> None:
         super().__init__()
+        check_init(init)
         self.ts_conv = ShallowTSConv(n_chans, n_times, n_filters=n_filters, dropout=dropout)
         self.projector = ResidualProjector(flat_size(self.ts_conv, n_chans, n_times), n_outputs,
                                            proj_blocks, dropout)
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
         return self.projector(self.ts_conv(x))
