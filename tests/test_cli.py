@@ -113,4 +113,4 @@ def test_models_lists_the_registry():
     for name in ("efficientnet-lite0", "minilm", "clip-vit-h-14", "clip-vit-l-14", "dinov2-vit-b-14",
                  "atm", "nice", "ridge", "eegconformer", "atcnet"):
         assert name in out
-    assert "3,131,904" in out  # ATM's parameter count at 63 ch × 250 samples → 1024-d
+    assert "3,072,662" in out  # ATM-S at 63 ch × 250 samples → 1024-d, no subject token (authors: + 250)

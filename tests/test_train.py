@@ -157,4 +157,4 @@ def test_shipped_configs_are_valid():
     assert len(paths) >= 3
     for path in paths:
         cfg = RunConfig.load(path)
-        assert cfg.model.encoder in ("atm", "nice", "ridge", "brainmodule")
+        assert cfg.model.encoder in ("atm", "atm-e", "nice", "ridge", "brainmodule")

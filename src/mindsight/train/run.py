@@ -236,6 +236,26 @@ def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, fea
     return info
 
 
+def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
+               text_dim: int | None = None, text_weight: float | None = None,
+               image_model: str = "", text_model: str | None = None) -> ModelSpec:
+    """What ``cfg`` builds for epochs shaped like ``rec`` (channels, times) and ``dim``-d image
+    embeddings: the encoder, its hyperparameters, the input scaler and the loss."""
+    tokens = ENCODERS.entry(cfg.model.encoder).tags.get("subjects") and cfg.model.subject_tokens
+    return ModelSpec(
+        encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
+        n_outputs=dim, params=dict(cfg.model.params), text_dim=text_dim,
+        clip_weight=cfg.train.clip_weight,
+        text_weight=cfg.train.text_weight if text_weight is None else text_weight,
+        temperature=cfg.train.temperature, learn_temperature=cfg.train.learn_temperature,
+        ch_names=list(rec.ch_names), times=[float(t) for t in rec.times],
+        subjects=list(subjects) if tokens else [], image_model=image_model, text_model=text_model,
+        scaler=cfg.data.scaler, clamp=cfg.data.clamp, mse_weight=cfg.train.mse_weight,
+        logit_scale=cfg.train.logit_scale, normalize_brain=cfg.train.normalize_brain,
+        text_loss=cfg.train.text_loss,
+    )
+
+
 def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
                   texts: FeatureTable | None = None, *, seed: int = 0, text_head: bool = True,
                   text_model: str | None = None, device: str = "cpu",
@@ -258,22 +278,11 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
         targets.text_train, targets.text_val = table[tr_c], table[va_c]
         targets.train_concepts = positions(train.concept, tr_c)
         targets.val_concepts = positions(val.concept, va_c)
-    entry = ENCODERS.entry(cfg.model.encoder)
     subjects = sorted({int(s) for s in rec.trials.subject})
-    spec = ModelSpec(
-        encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
-        n_outputs=feats.dim, params=dict(cfg.model.params),
-        text_dim=texts.dim if (texts is not None and text_head) else None,
-        clip_weight=cfg.train.clip_weight,
-        text_weight=cfg.train.text_weight if texts is not None else 0.0,
-        temperature=cfg.train.temperature, learn_temperature=cfg.train.learn_temperature,
-        ch_names=list(rec.ch_names), times=[float(t) for t in rec.times],
-        subjects=subjects if entry.tags.get("subjects") and cfg.model.subject_tokens else [],
-        image_model=feats.model, text_model=text_model if texts is not None else None,
-        scaler=cfg.data.scaler, clamp=cfg.data.clamp, mse_weight=cfg.train.mse_weight,
-        logit_scale=cfg.train.logit_scale, normalize_brain=cfg.train.normalize_brain,
-        text_loss=cfg.train.text_loss,
-    )
+    spec = model_spec(cfg, rec, feats.dim, subjects=subjects,
+                      text_dim=texts.dim if (texts is not None and text_head) else None,
+                      text_weight=cfg.train.text_weight if texts is not None else 0.0,
+                      image_model=feats.model, text_model=text_model if texts is not None else None)
     torch.manual_seed(seed)  # fresh initialisation for every fold
     model = AlignmentModel(spec).to(device)
     model.scaler.fit(train.x)  # training trials only: never validation or test statistics
