@@ -54,7 +54,7 @@ def release(n_images: int, seed: int = 0) -> tuple[Recording, np.ndarray]:
                     trials=Trials.build(image, image // EXEMPLARS, 1,
                                         repetition=np.tile(np.arange(REPS), n_images)),
                     partition="train",
-                    concept_names=tuple(f"c{i}" for i in range(n_images // EXEMPLARS)))
+                    concept_names=tuple(f"c{i}" for i in range(-(-n_images // EXEMPLARS))))
     return rec, rng
 
 
@@ -88,7 +88,7 @@ def _authors_atms(checkout: Path) -> tuple[type, type]:
         sys.path.insert(0, str(path))
     stubs = ["clip", "wandb", "braindecode", "braindecode.models", "matplotlib", "matplotlib.pyplot",
              "tqdm", "sklearn", "sklearn.metrics", "torchvision", "torchvision.transforms",
-             "eegdatasets_leaveone", "models.util"]
+             "eegdatasets_leaveone", "models.util", "reformer_pytorch"]
     saved = {m: sys.modules.get(m) for m in stubs}
     for m in stubs:
         sys.modules[m] = types.ModuleType(m)
@@ -97,6 +97,7 @@ def _authors_atms(checkout: Path) -> tuple[type, type]:
     sys.modules["eegdatasets_leaveone"].EEGDataset = None
     sys.modules["models.util"].wandb_logger = None
     sys.modules["sklearn.metrics"].confusion_matrix = None
+    sys.modules["reformer_pytorch"].LSHSelfAttention = None
     try:
         script = root / "ATMS_retrieval.py"
         scope = {"__name__": "atms_reference", "__file__": str(script)}

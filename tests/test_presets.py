@@ -62,7 +62,7 @@ def test_atm_preset_is_the_authors_atms():
     assert shapes["ts_conv.spatial.2.weight"] == (40, 40, 63, 1)
     assert shapes["projector.proj.weight"] == (1024, 1440)
     assert enc.token_select == "first" and len(enc.layers) == 1
-    assert enc.layers[0].attn_dropout == 0.25 and enc.dropout.p == 0.25
+    assert enc.layers[0].attn_dropout.p == 0.25 and enc.dropout.p == 0.25
     # the objective and the optimiser of train_model
     loss = model.loss
     assert (loss.clip_weight, loss.mse_weight, loss.text_weight) == (0.99, 0.0, 0.01)

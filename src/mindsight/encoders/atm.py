@@ -30,6 +30,7 @@ from torch import nn
 
 from mindsight.encoders.base import ENCODERS
 from mindsight.encoders.blocks import (
+    Dropout,
     ResidualProjector,
     ShallowTSConv,
     flat_size,
@@ -54,18 +55,24 @@ class AttentionLayer(nn.Module):
         inner = self.n_heads * self.d_head
         self.qkv = nn.Linear(d_model, 3 * inner)
         self.out = nn.Linear(inner, d_model)
-        self.attn_dropout = dropout
-        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)  # on the attention weights
+        self.dropout = Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout),
                                 nn.Linear(d_ff, d_model))
         self.norm2 = nn.LayerNorm(d_model)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q·kᵀ / √d_head) · v, with dropout on the weights while training."""
+        if not self.training or self.attn_dropout.p == 0.0:
+            return F.scaled_dot_product_attention(q, k, v)  # fused
+        weights = torch.softmax(q @ k.transpose(-2, -1) * self.d_head**-0.5, dim=-1)
+        return self.attn_dropout(weights) @ v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        a = self.attend(q, k, v)
         x = self.norm1(x + self.dropout(self.out(a.transpose(1, 2).reshape(b, n, -1))))
         return self.norm2(x + self.dropout(self.ff(x)))
 
@@ -85,7 +92,7 @@ class ATM(nn.Module):
         self.register_buffer("positions", sinusoidal_positions(n_chans, d_model) if positions
                              else torch.zeros(n_chans, d_model), persistent=False)
         self.subject_tokens = nn.Embedding(n_subjects, d_model) if n_subjects else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(AttentionLayer(d_model, n_heads, d_ff, dropout)
                                     for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)

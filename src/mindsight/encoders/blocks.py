@@ -9,6 +9,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with masks drawn four times cheaper on the CPU, same distribution.
+
+    PyTorch's CPU dropout draws one Bernoulli number per element from the generator; here each
+    64-bit draw of the same generator (so ``torch.manual_seed`` and the saved RNG state govern
+    it) gives four 16-bit uniform numbers, kept when at least ``p`` × 65,536 (``p`` exact to
+    1/65,536: 0.25 and 0.5 exactly, 0.1 as 0.100006). Kept values are scaled by 1 / (1 − p).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0:
+            return x * 0.0
+        n = x.numel()
+        words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 4),), device=x.device)
+        keep = words.view(torch.int16)[:n].view(x.shape) >= round(self.p * 65536) - 32768
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 class ShallowTSConv(nn.Module):
     """ShallowNet-style temporal-spatial convolution (NICE's patch embedding, ATM-S).
 
@@ -39,7 +59,7 @@ class ShallowTSConv(nn.Module):
             nn.Conv2d(n_filters, n_filters, (n_chans, 1)),
             nn.BatchNorm2d(n_filters),
             nn.ELU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Conv2d(n_filters, n_filters, 1),
             nn.Flatten(),
         )
@@ -62,8 +82,9 @@ class ShallowTSConv(nn.Module):
         box = (csum[..., self.pool:] - csum[..., : -self.pool]) / self.pool + mean  # (b, c, t − pool + 1)
         patches = box.unfold(-1, w.shape[1], self.stride)  # (b, c, steps, kernel)
         steps = patches.shape[2]
-        h = torch.matmul(w, patches.reshape(b, c * steps, -1).transpose(1, 2))  # (b, filters, c·steps)
-        return (h + self.temporal.bias[:, None]).view(b, -1, c, steps)
+        h = torch.baddbmm(self.temporal.bias[None, :, None], w.expand(b, -1, -1),
+                          patches.reshape(b, c * steps, -1).transpose(1, 2))  # (b, filters, c·steps)
+        return h.view(b, -1, c, steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.spatial[1](self.spatial[0](self.temporal_pooled(x)))
@@ -81,7 +102,7 @@ class ResidualProjector(nn.Module):
         super().__init__()
         self.proj = nn.Linear(n_inputs, n_outputs)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.GELU(), nn.Linear(n_outputs, n_outputs), nn.Dropout(dropout))
+            nn.Sequential(nn.GELU(), nn.Linear(n_outputs, n_outputs), Dropout(dropout))
             for _ in range(n_blocks)
         )
         self.norm = nn.LayerNorm(n_outputs)
