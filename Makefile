@@ -7,6 +7,8 @@
 #   3. `mindsight doctor --fix` repairs what a CPU-only torch cannot load (torchaudio's CUDA
 #      libraries); torchvision's missing CPU ops are registered at import by mindsight itself.
 # A stamp file makes a second `make install` a no-op unless pyproject.toml or constraints.txt change.
+# --no-compile: pip would byte-compile every module of every package (most never imported);
+# Python compiles the ones it imports, once, on first use.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -33,8 +35,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip wheel
-	$(PIP) install --quiet "torch==$(TORCH)"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet --no-compile "torch==$(TORCH)"
+	$(PIP) install --quiet --no-compile -c constraints.txt -e ".[dev]"
 	$(PY) -m mindsight doctor --fix
 	touch $(STAMP)
 

@@ -67,7 +67,7 @@ def test_atm_preset_is_the_authors_atms():
     loss = model.loss
     assert (loss.clip_weight, loss.mse_weight, loss.text_weight) == (0.99, 0.0, 0.01)
     assert not loss.exp and not loss.normalize_brain and loss.text_loss == "clip"
-    assert float(loss.logit_scale) == pytest.approx(np.log(1 / 0.07)) and loss.logit_scale.requires_grad
+    assert loss.logit_scale.item() == pytest.approx(np.log(1 / 0.07)) and loss.logit_scale.requires_grad
     opt = make_optimizer(list(model.parameters()), cfg.train)
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.defaults["lr"] == 3e-4 and opt.defaults["weight_decay"] == 0.01

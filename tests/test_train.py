@@ -15,9 +15,10 @@ from mindsight.train.run import fit_recording, folds
 SMALL = {"atm": {"d_model": 64, "n_heads": 4, "d_ff": 64}, "atm-e": {"d_ff": 64}}
 
 
-def _cfg(encoder: str, epochs: int = 25, **train) -> RunConfig:
+def _cfg(encoder: str, epochs: int = 25, data: dict | None = None, **train) -> RunConfig:
     params = SMALL.get(encoder, {})
     return RunConfig.from_dict({
+        "data": data or {},
         "model": {"encoder": encoder, "params": params},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "text_weight": 0.0,
                   "patience": None, **train},
@@ -158,3 +159,23 @@ def test_shipped_configs_are_valid():
     for path in paths:
         cfg = RunConfig.load(path)
         assert cfg.model.encoder in ("atm", "atm-e", "nice", "ridge", "brainmodule")
+
+
+def test_subset_training_draws_fresh_repetition_averages(problem):
+    from mindsight.train.data import subset_tensors, trial_tensors
+
+    train, test, f_train, f_test = problem
+    singles, subsets = trial_tensors(train), subset_tensors(train)
+    assert len(subsets) == len(train) // 2 and subsets.groups.shape == (len(subsets), 2)
+    assert torch.equal(singles.image[subsets.groups[:, 0]], subsets.image)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([subsets.inputs(torch.arange(4), gen) for _ in range(20)])
+    reps = singles.x[subsets.groups[:4]]  # (4 samples, 2 repetitions, ch, t)
+    candidates = torch.stack([reps[:, 0], reps[:, 1], reps.mean(1)])  # the non-empty subsets
+    dist = (draws[:, None] - candidates[None]).flatten(3).abs().amax(-1)  # (draw, subset, sample)
+    assert bool((dist.amin(1) < 1e-5).all())  # every draw is one subset's average
+    assert len({tuple(d.argmin(0).tolist()) for d in dist}) > 1  # and the draws differ
+    model, info = fit_recording(_cfg("atm", data={"train_trials": "subsets"}), train, f_train, seed=0)
+    assert info["n_train_trials"] == len(train) // 2 * 54 // 60
+    metrics, _ = evaluate_fold(model, test, torch.from_numpy(f_test.features), None)
+    assert metrics["top1"] > 0.3  # chance 0.01

@@ -10,12 +10,20 @@ logger = logging.getLogger("mindsight")
 logger.addHandler(logging.NullHandler())
 
 
+class _NoteFormatter(logging.Formatter):
+    """``note: …`` for INFO records, ``warning: …`` / ``error: …`` above."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        label = "note" if record.levelno <= logging.INFO else record.levelname.lower()
+        return f"{label}: {record.getMessage()}"
+
+
 def enable_console(level: int = logging.INFO) -> None:
     """Print mindsight's records as ``note: ...`` lines on standard error (the CLI calls this)."""
     if any(getattr(h, "_mindsight_console", False) for h in logger.handlers):
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(_NoteFormatter())
     handler._mindsight_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -20,7 +20,7 @@ from mindsight.embed.base import DEFAULT_IMAGE_MODEL
 from mindsight.errors import DataFormatError
 
 PROTOCOLS = ("intra", "loso", "pooled")
-TRIAL_MODES = ("averaged", "single")
+TRIAL_MODES = ("averaged", "single", "subsets")
 SELECT_BY = ("val_loss", "val_top1")
 SCALERS = ("robust", "standard", "none")  # mindsight.train.scaler
 VAL_SPLITS = ("concepts", "images")
@@ -40,7 +40,8 @@ class DataConfig:
     tmin: float | None = None  # crop window in seconds (None: whole epoch)
     tmax: float | None = None
     channels: list[str] | None = None  # channel subset (None: all)
-    train_trials: str = "averaged"  # 'averaged' over repetitions or 'single' trials
+    train_trials: str = "averaged"  # 'averaged' over repetitions, 'single' trials, or 'subsets':
+    #                                 each time, the average of a random subset of repetitions
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
     val_split: str = "concepts"  # hold out whole 'concepts' (zero-shot-like) or random 'images' (NICE)
     test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)

@@ -61,7 +61,7 @@ class NoiseModel:
         n_chans, n_bg = self.background_topography.shape
         white = rng.standard_normal((n, n_bg, n_times))
         pink = np.fft.irfft(np.fft.rfft(white, axis=-1) * self.spectrum(n_times), n=n_times, axis=-1)
-        out = self.background * np.einsum("cb,nbt->nct", self.background_topography, pink)
+        out = self.background * np.matmul(self.background_topography, pink)  # (n, chans, times)
         out += self.sensor * rng.standard_normal((n, n_chans, n_times))
         t = np.arange(n_times) / self.sfreq
         if self.alpha > 0:
@@ -71,7 +71,7 @@ class NoiseModel:
             env /= env.std() + 1e-12
             phase = rng.uniform(0, 2 * np.pi, (n, n_a, 1))
             osc = np.sin(2 * np.pi * self.alpha_freq * t + phase)
-            out += self.alpha * np.einsum("ca,nat->nct", self.alpha_topography, env * osc)
+            out += self.alpha * np.matmul(self.alpha_topography, env * osc)
         blinks = np.flatnonzero(rng.random(n) < self.blink_prob)
         if len(blinks):
             centre = rng.uniform(t[0], t[-1], len(blinks))[:, None]

@@ -149,7 +149,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             if len(idx) < 2 or (cfg.drop_last and len(idx) < cfg.batch_size):
                 continue  # a lone trial has no negatives (and breaks batch norm)
             img = train.image[idx]
-            emb, txt, mse = model.heads(train.x[idx], train.subject[idx])
+            emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
             loss, parts = model.loss(emb, targets.images[img], txt, targets.text_train,
                                      None if targets.train_concepts is None else targets.train_concepts[idx],
                                      mse_pred=mse)

@@ -45,7 +45,7 @@ from mindsight.io.images import ImageSet
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.checks import check_partitions
-from mindsight.train.data import TrialTensors, positions, trial_tensors
+from mindsight.train.data import TrialTensors, positions, subset_tensors, trial_tensors
 from mindsight.train.fit import EpochCallback, Targets, fit, retrieval_top1, validate
 from mindsight.train.model import AlignmentModel, ModelSpec
 
@@ -267,9 +267,13 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
     Returns the selected model and a summary of the fit.
     """
     train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed, by=cfg.data.val_split)
-    if cfg.data.train_trials == "averaged":
-        train_rec, val_rec = train_rec.average_repetitions(), val_rec.average_repetitions()
-    train = trial_tensors(train_rec, len(feats)).to(device)
+    if cfg.data.train_trials != "single":  # validation on averages for 'subsets' too
+        val_rec = val_rec.average_repetitions()
+    subsets = cfg.data.train_trials == "subsets" and not is_closed_form(cfg.model.encoder)
+    if cfg.data.train_trials == "averaged" or (cfg.data.train_trials == "subsets" and not subsets):
+        train_rec = train_rec.average_repetitions()  # a closed-form fit sees each sample once
+    to_tensors = subset_tensors if subsets else trial_tensors
+    train = to_tensors(train_rec, len(feats)).to(device)
     val = trial_tensors(val_rec, len(feats)).to(device)
     targets = Targets(images=torch.from_numpy(feats.features).to(device))
     if texts is not None:
