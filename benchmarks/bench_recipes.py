@@ -1,7 +1,8 @@
 """Benchmark: training recipes side by side on the demo dataset (accuracy and time).
 
-Each recipe is mindsight's demo configuration with overrides (``--set``-style assignments), or
-a preset file from ``configs/``; each runs for every seed on subject 1 of the demo preset (the
+Each recipe is a base configuration with overrides (``--set``-style assignments): ``round1``
+(the demo's configuration before issue 12), ``demo`` (today's demo) or a preset file from
+``configs/``; each runs for every seed on subject 1 of the demo preset (the
 built-in simulator; ``mindsight simulate DIR --preset demo`` makes it, ``make demo`` too), with
 the epoch chosen on validation concepts, then is scored once on the 100 unseen test concepts
 (100-way, test EEG averaged over its 20 repetitions). Results go to ``benchmarks/results/`` and
@@ -29,41 +30,57 @@ from common import RESULTS, write  # noqa: E402
 from mindsight.config import RunConfig  # noqa: E402
 from mindsight.demo import DEMO_CONFIG  # noqa: E402
 from mindsight.embed.features import image_features, text_features  # noqa: E402
-from mindsight.evaluate.stats import mean_ci  # noqa: E402
 from mindsight.evaluate.run import evaluate_fold  # noqa: E402
+from mindsight.evaluate.stats import mean_ci  # noqa: E402
 from mindsight.io.datasets import read_images, read_recording  # noqa: E402
 from mindsight.train.run import fit_recording, text_model_for  # noqa: E402
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
-# name → (base: 'demo' or a configs/ preset, overrides)
+# The demo's configuration before issue 12 (repetition averages, batch 256, 20 epochs): the base
+# of the recipes below that change one thing at a time.
+ROUND1: dict = {
+    "protocol": "intra",
+    "data": {"subjects": [1], "train_trials": "averaged", "val_fraction": 0.1},
+    "model": {"encoder": "atm", "image_model": "efficientnet-lite0"},
+    "train": {"epochs": 20, "batch_size": 256, "lr": 3.0e-4, "clip_weight": 0.9,
+              "text_weight": 0.1, "patience": 5, "seeds": [0]},
+}
+
+# name → (base: 'round1', 'demo' (today's DEMO_CONFIG) or a configs/ preset, overrides)
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "demo": ("demo", []),
+    "round1-demo": ("round1", []),
     "authors-atm": ("atm", ["model.image_model=efficientnet-lite0", "train.epochs=20"]),
-    "averaged-b64": ("demo", ["train.batch_size=64"]),
-    "averaged-b32": ("demo", ["train.batch_size=32"]),
-    "averaged-b32-e40": ("demo", ["train.batch_size=32", "train.epochs=40", "train.patience=10"]),
-    "atm-loss-b32": ("demo", ["train.batch_size=32", "train.clip_weight=0.99", "train.mse_weight=0",
+    "averaged-b64": ("round1", ["train.batch_size=64"]),
+    "averaged-b32": ("round1", ["train.batch_size=32"]),
+    "averaged-b32-e40": ("round1", ["train.batch_size=32", "train.epochs=40", "train.patience=10"]),
+    "atm-loss-b32": ("round1", ["train.batch_size=32", "train.clip_weight=0.99", "train.mse_weight=0",
                               "train.text_weight=0.01", "train.text_loss=clip", "train.logit_scale=raw",
                               "train.normalize_brain=false", "train.weight_decay=0.01"]),
-    "averaged-b16": ("demo", ["train.batch_size=16"]),
-    "averaged-b32-lr1e-3": ("demo", ["train.batch_size=32", "train.lr=1e-3"]),
-    "averaged-b64-lr1e-3": ("demo", ["train.batch_size=64", "train.lr=1e-3"]),
-    "subsets-b32": ("demo", ["data.train_trials=subsets", "train.batch_size=32"]),
-    "subsets-b16": ("demo", ["data.train_trials=subsets", "train.batch_size=16"]),
-    "subsets-b32-lr1e-3": ("demo", ["data.train_trials=subsets", "train.batch_size=32", "train.lr=1e-3"]),
-    "subsets-b32-e30": ("demo", ["data.train_trials=subsets", "train.batch_size=32", "train.epochs=30",
+    "averaged-b16": ("round1", ["train.batch_size=16"]),
+    "averaged-b32-lr1e-3": ("round1", ["train.batch_size=32", "train.lr=1e-3"]),
+    "averaged-b64-lr1e-3": ("round1", ["train.batch_size=64", "train.lr=1e-3"]),
+    "subsets-b32": ("round1", ["data.train_trials=subsets", "train.batch_size=32"]),
+    "subsets-b16": ("round1", ["data.train_trials=subsets", "train.batch_size=16"]),
+    "subsets-b32-lr1e-3": ("round1", ["data.train_trials=subsets", "train.batch_size=32", "train.lr=1e-3"]),
+    "subsets-b32-e30": ("round1", ["data.train_trials=subsets", "train.batch_size=32", "train.epochs=30",
                                  "train.patience=10"]),
-    "subsets-b32-e40": ("demo", ["data.train_trials=subsets", "train.batch_size=32", "train.epochs=40",
+    "subsets-b32-e40": ("round1", ["data.train_trials=subsets", "train.batch_size=32", "train.epochs=40",
                                  "train.patience=10"]),
-    "single-b64": ("demo", ["data.train_trials=single", "train.batch_size=64"]),
-    "single-b256": ("demo", ["data.train_trials=single", "train.batch_size=256"]),
+    "subsets-b64-e40": ("round1", ["data.train_trials=subsets", "train.batch_size=64", "train.epochs=40",
+                                 "train.patience=10"]),
+    "single-b64": ("round1", ["data.train_trials=single", "train.batch_size=64"]),
+    "single-b256": ("round1", ["data.train_trials=single", "train.batch_size=256"]),
 }
 
 
 def recipe_config(name: str, data: Path, extra: list[str]) -> RunConfig:
     base, overrides = RECIPES[name]
-    cfg = RunConfig.from_dict(DEMO_CONFIG) if base == "demo" else RunConfig.load(CONFIGS / f"{base}.yaml")
+    if base in ("demo", "round1"):
+        cfg = RunConfig.from_dict(DEMO_CONFIG if base == "demo" else ROUND1)
+    else:
+        cfg = RunConfig.load(CONFIGS / f"{base}.yaml")
     cfg = cfg.override([*overrides, *extra, "data.subjects=[1]"])
     cfg.data.eeg, cfg.data.images = str(data / "Preprocessed_data_250Hz"), str(data / "images")
     return cfg

@@ -172,7 +172,7 @@ def main() -> None:
         ratio = results["atm"]["trials_per_s"] / results["authors-atm"]["trials_per_s"]
         results["atm_over_authors"] = round(ratio, 2)
         print(f"atm preset / authors' script: {ratio:.2f}x")
-    write(f"train-{args.device.split(':')[0]}", {
+    write(f"train-{args.device.split(':')[0]}-{'-'.join(args.presets)}", {
         "benchmark": "train", "images": args.images, "epochs": args.epochs, "device": args.device,
         "input": "63 ch x 250 samples", "results": results})
 

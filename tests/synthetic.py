@@ -111,6 +111,19 @@ def write_release(root, subjects=(1,), n_reps_train: int = 2, n_reps_test: int =
     return root / "eeg", images
 
 
+def cached_release(tmp_path_factory, subjects=(1,), **kw):
+    """``write_release`` into fresh temporary folders with its own feature cache (for module
+    fixtures); returns (eeg_root, image_root, cache_dir)."""
+    import pytest
+
+    root = tmp_path_factory.mktemp("release")
+    cache = tmp_path_factory.mktemp("release-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINDSIGHT_CACHE_DIR", str(cache))
+        eeg, images = write_release(root, subjects=subjects, **kw)
+    return eeg, images, cache
+
+
 def write_things(root, image_root, extra: int = 3, size: int = 64, seed: int = 1):
     """A THINGS-database-like folder for the test concepts of the image set at ``image_root``:
     ``root/<concept>/<concept>_NNb.jpg`` (``extra`` new pictures per concept, NICE's centre

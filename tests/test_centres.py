@@ -33,13 +33,9 @@ MODEL = "efficientnet-lite0"
 def release(tmp_path_factory):
     """EEG of one subject driven by Lite0 embeddings of 24 + 6 images, and a THINGS-like folder
     with 3 extra images per test concept plus a copy of each test image."""
-    root = tmp_path_factory.mktemp("release")
-    cache = tmp_path_factory.mktemp("release-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINDSIGHT_CACHE_DIR", str(cache))
-        eeg, images = synthetic.write_release(root, subjects=(1,), n_train_concepts=8,
-                                              exemplars=3, n_test=6, noise=0.3)
-    things = synthetic.write_things(root / "things", images)
+    eeg, images, cache = synthetic.cached_release(tmp_path_factory, n_train_concepts=8, exemplars=3,
+                                                  n_test=6, noise=0.3)
+    things = synthetic.write_things(images.parent / "things", images)
     return eeg, images, things, cache
 
 

@@ -26,13 +26,8 @@ from mindsight.train import train_run
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """One subject's EEG driven by Lite0 embeddings of 24 training + 6 test images."""
-    root = tmp_path_factory.mktemp("release")
-    cache = tmp_path_factory.mktemp("release-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINDSIGHT_CACHE_DIR", str(cache))
-        eeg, images = synthetic.write_release(root, subjects=(1,), n_train_concepts=8,
-                                              exemplars=3, n_test=6, noise=0.3)
-    return eeg, images, cache
+    return synthetic.cached_release(tmp_path_factory, n_train_concepts=8, exemplars=3, n_test=6,
+                                    noise=0.3)
 
 
 @pytest.fixture

@@ -189,6 +189,20 @@ def test_shuffled_pairing_is_near_chance():
     assert matched["alexnet5"] > 0.9
 
 
+def test_seen_features_are_extracted_once_for_several_generated_sets():
+    x = _photos(12, size=64)
+    calls = []
+    counting = {"alexnet": lambda b: calls.append(len(b)) or STAND_INS["alexnet"](b)}
+    sets = [(x + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(i))).clamp(0, 1)
+            for i in range(3)]
+    shared: dict = {}
+    with_cache = [R.reconstruction_metrics(x, g, backbones=counting, metrics=["alexnet5"],
+                                           seen_features=shared) for g in sets]
+    assert sum(calls) == 12 * 4  # the seen images once, each generated set once
+    alone = [R.reconstruction_metrics(x, g, backbones=STAND_INS, metrics=["alexnet5"]) for g in sets]
+    assert [m["alexnet5"] for m in with_cache] == [m["alexnet5"] for m in alone]
+
+
 def test_unavailable_weights_give_null_with_reason():
     x = _photos(3, size=64)
     m = R.reconstruction_metrics(x, x.flip(-1))  # real weights: not on this (offline) machine

@@ -17,13 +17,8 @@ from mindsight.train import train_run
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """Two subjects' EEG driven by the EfficientNet-Lite0 embeddings of 30 + 10 images."""
-    root = tmp_path_factory.mktemp("release")
-    cache = tmp_path_factory.mktemp("release-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINDSIGHT_CACHE_DIR", str(cache))
-        eeg, images = synthetic.write_release(root, subjects=(1, 2), n_train_concepts=10,
-                                              exemplars=3, n_test=10, noise=0.3)
-    return eeg, images, cache
+    return synthetic.cached_release(tmp_path_factory, subjects=(1, 2), n_train_concepts=10,
+                                    exemplars=3, n_test=10, noise=0.3)
 
 
 def _train_args(release, out, *extra):

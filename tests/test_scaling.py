@@ -43,7 +43,7 @@ def _scaled(rec, factor: float):
 
 def _cfg(encoder: str, scaler: str = "robust") -> RunConfig:
     return RunConfig.from_dict({
-        "data": {"scaler": scaler},
+        "data": {"scaler": scaler, "train_trials": "averaged"},  # the scaler sees the averages
         "model": {"encoder": encoder, "params": PARAMS[encoder]},
         "train": {"epochs": 12, "batch_size": 64, "lr": 1e-3, "text_weight": 0.0, "patience": None},
     })

@@ -234,7 +234,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping on validation).")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed(s); repeat for several.")] = None,
     protocol: Annotated[str | None, typer.Option(help="'intra' (per subject), 'loso' (leave one subject out) or 'pooled' (one model for all subjects).")] = None,
-    trials: Annotated[str | None, typer.Option(help="Training trials: 'averaged' or 'single'.")] = None,
+    trials: Annotated[str | None, typer.Option(help="Training samples: 'subsets' (random repetition averages, default), 'averaged' or 'single'.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, or auto.")] = None,

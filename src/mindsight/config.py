@@ -40,8 +40,8 @@ class DataConfig:
     tmin: float | None = None  # crop window in seconds (None: whole epoch)
     tmax: float | None = None
     channels: list[str] | None = None  # channel subset (None: all)
-    train_trials: str = "averaged"  # 'averaged' over repetitions, 'single' trials, or 'subsets':
-    #                                 each time, the average of a random subset of repetitions
+    train_trials: str = "subsets"  # 'subsets': each time a sample is drawn, the average of a
+    #                                random subset of its repetitions; 'averaged'; 'single' trials
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
     val_split: str = "concepts"  # hold out whole 'concepts' (zero-shot-like) or random 'images' (NICE)
     test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)
@@ -61,7 +61,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 40
-    batch_size: int = 1024
+    batch_size: int = 32  # measured on the demo data: README "Published recipes"
     lr: float = 3e-4
     weight_decay: float = 0.0
     optimizer: str = "adamw"  # 'adamw' or 'adam' (NICE)

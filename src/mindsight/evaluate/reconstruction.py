@@ -601,9 +601,14 @@ def reconstruction_metrics(
     seen: torch.Tensor, generated: torch.Tensor, *, device: str = "cpu",
     random_weights: bool = False, backbones: Mapping[str, Any] | None = None,
     metrics: Sequence[str] | None = None, batch_size: int = 32, progress: bool = False,
+    seen_features: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> dict:
     """All reconstruction metrics of ``generated[i]`` against ``seen[i]``, both (n, 3, H, W)
     floats in [0, 1] (or uint8), resized to 256×256 first.
+
+    ``seen_features``: a dict, empty at first, shared by calls that score several generated sets
+    against the *same* seen images; each backbone's features of the seen images are extracted
+    once and kept there.
 
     ``metrics`` picks a subset of ``ALL_METRICS`` (the others are ``None``, reason "not
     requested"). ``backbones`` maps a backbone name (``BACKBONE_FEATURES``) to a callable
@@ -654,7 +659,12 @@ def reconstruction_metrics(
             reasons.update({m: str(exc) for m in needed})
             continue
         backbone_info[bname] = {"weights": bb.weights}
-        fs = extract_features(bb, seen, batch_size, progress, f"{bname} (seen)")
+        if seen_features is not None and bname in seen_features:
+            fs = seen_features[bname]
+        else:
+            fs = extract_features(bb, seen, batch_size, progress, f"{bname} (seen)")
+            if seen_features is not None:
+                seen_features[bname] = fs
         fg = extract_features(bb, generated, batch_size, progress, f"{bname} (generated)")
         for m in needed:
             if m in TWO_WAY:

@@ -237,9 +237,11 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         if result.blurry is not None:
             conditions["blurry"] = result.blurry
         report["metrics"] = {}
+        seen_features: dict[str, Any] = {}  # the seen images' features, extracted once
         for cond, imgs in conditions.items():
             log(f"scoring {cond} ({len(names)} images)")
-            report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device)
+            report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device,
+                                                             seen_features=seen_features)
     top5 = _top5(brain_emb, all_test).tolist()
     from mindsight.generate.figures import plot_reconstructions
 
