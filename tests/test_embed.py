@@ -53,6 +53,26 @@ def test_efficientnet_embeddings(lite0, tmp_path):
     np.testing.assert_allclose(lite0.embed_images([cat])[0], emb[0], rtol=1e-4, atol=1e-5)
 
 
+def test_lite0_with_folded_batch_norm_matches_timm(lite0):
+    """The embedder folds each batch norm into its convolution: no batch norm is left and the
+    embedding is timm's unfolded model's up to float rounding."""
+    import timm
+    import torch
+    from timm.layers import BatchNormAct2d
+
+    from mindsight.embed.backends.efficientnet import load_lite0_weights
+
+    reference = timm.create_model("efficientnet_lite0", pretrained=False)
+    load_lite0_weights(reference)
+    reference.eval()
+    assert not any(isinstance(m, BatchNormAct2d) for m in lite0.model.modules())
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = reference.forward_head(reference.forward_features(x), pre_logits=True)
+        got = lite0.encode_batch(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_minilm_is_real_and_semantic():
     m = load_text_embedder("minilm")
     e = m.embed_texts(["This picture is dog", "This picture is puppy", "This picture is pizza"])

@@ -83,7 +83,7 @@ class Interrupt(Exception):
 
 def test_an_interrupted_run_resumes_to_the_same_result(problem, tmp_path):
     train, _, f_train, _ = problem
-    cfg = _cfg("nice", epochs=4)
+    cfg = _cfg("nice", epochs=4, checkpoint_seconds=0)  # the resumable state after every epoch
     ref, ref_info = fit_recording(cfg, train, f_train, seed=1, workdir=tmp_path / "ref")
 
     def stop_after_two(epoch, logs):
@@ -102,6 +102,22 @@ def test_an_interrupted_run_resumes_to_the_same_result(problem, tmp_path):
     assert all(torch.equal(wr[k], wc[k]) for k in wr)
     saved, meta = load_tensors(work / "model.safetensors")
     assert meta["spec"]["encoder"] == "nice" and meta["epoch"] == info["best_epoch"]
+
+
+def test_the_resumable_state_is_written_at_most_every_checkpoint_seconds_and_at_the_end(problem, tmp_path):
+    train, _, f_train, _ = problem
+    cfg = _cfg("nice", epochs=3, checkpoint_seconds=1e9)
+
+    def stop_after_two(epoch, logs):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_recording(cfg, train, f_train, seed=1, workdir=tmp_path / "cut", on_epoch_end=stop_after_two)
+    assert not (tmp_path / "cut" / "last.safetensors").exists()  # not yet due
+    fit_recording(cfg, train, f_train, seed=1, workdir=tmp_path / "whole")
+    _, meta = load_tensors(tmp_path / "whole" / "last.safetensors")
+    assert meta["loop"]["epoch"] == 3  # always after the last epoch
 
 
 def test_model_selection_uses_validation_not_test(problem):

@@ -80,6 +80,7 @@ class TrainConfig:
     select_by: str = "val_loss"  # 'val_loss' or 'val_top1', both on the validation split
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    checkpoint_seconds: float = 30.0  # write the resumable state at most this often (and at the end)
 
 
 @dataclass
@@ -123,6 +124,8 @@ class RunConfig:
             (self.train.mse_weight is None or self.train.mse_weight >= 0,
              f"train.mse_weight must be >= 0 or null, got {self.train.mse_weight}"),
             (len(self.train.seeds) >= 1, "train.seeds must list at least one seed"),
+            (self.train.checkpoint_seconds >= 0,
+             f"train.checkpoint_seconds must be >= 0, got {self.train.checkpoint_seconds}"),
             (len(self.data.subjects) >= 1, "data.subjects must list at least one subject"),
             (self.protocol != "loso" or len(set(self.data.subjects)) >= 2,
              "protocol 'loso' needs at least two subjects"),

