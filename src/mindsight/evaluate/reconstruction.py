@@ -416,7 +416,12 @@ def _build_lite0(device: str, random_weights: bool) -> Backbone:
     0.5, no crop)."""
     import timm
 
-    from mindsight.embed.backends.efficientnet import LITE_MEAN, LITE_STD, for_inference, load_lite0_weights
+    from mindsight.embed.backends.efficientnet import (
+        LITE_MEAN,
+        LITE_STD,
+        for_inference,
+        load_lite0_weights,
+    )
 
     with _seeded():
         net = timm.create_model("efficientnet_lite0", pretrained=False)

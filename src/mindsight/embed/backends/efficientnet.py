@@ -48,7 +48,7 @@ def for_inference(model: Any, device: str = "cpu") -> Any:
 
     def fold(module: torch.nn.Module) -> None:
         names = list(module._modules)
-        for conv_name, bn_name in zip(names, names[1:]):
+        for conv_name, bn_name in zip(names, names[1:], strict=False):
             conv, bn = module._modules[conv_name], module._modules[bn_name]
             if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, BatchNormAct2d):
                 module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
@@ -69,7 +69,6 @@ class EfficientNetLite0(ImageEmbedder):
     def __init__(self, device: str = "cpu", pretrained: bool = True) -> None:
         ensure_torchvision()
         import timm
-        import torch
 
         self.device = device
         self.model = timm.create_model("efficientnet_lite0", pretrained=False)
