@@ -50,6 +50,7 @@ ROUND1: dict = {
 # name → (base: 'round1', 'demo' (today's DEMO_CONFIG) or a configs/ preset, overrides)
 RECIPES: dict[str, tuple[str, list[str]]] = {
     "demo": ("demo", []),
+    "demo-whiten": ("demo", ["data.scaler=whiten"]),
     "round1-demo": ("round1", []),
     "authors-atm": ("atm", ["model.image_model=efficientnet-lite0", "train.epochs=20"]),
     "averaged-b64": ("round1", ["train.batch_size=64"]),

@@ -7,10 +7,10 @@ MVNN-whitened (the published pipeline, ≈ unit scale) and ``--mvnn none`` (stil
 the 100 unseen test concepts. On the whitened release the scaler is compared with none (the
 published setting); with the input scaler (the default) the volt release trains like its
 whitened twin, and with ``data.scaler: none`` it is refused with its amplitude instead of
-training to chance.
+training to chance. ``whiten`` fits MVNN's whitener on the training trials at training time.
 
 Usage: ``python benchmarks/bench_scale.py [--out data/sim-scale] [--encoders atm nice ridge]
-[--seeds 0] [--epochs 20]``.
+[--seeds 0] [--epochs 20] [--conditions volts:whiten ...]``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from mindsight.preprocess import VARIANTS, preprocess_subject  # noqa: E402
 from mindsight.simulate import preset, simulate  # noqa: E402
 from mindsight.train.run import fit_recording  # noqa: E402
 from mindsight.train.scaler import typical_amplitude  # noqa: E402
+
+CONDITIONS = ("whitened:none", "whitened:robust", "volts:robust", "volts:none", "volts:whiten",
+              "whitened:whiten")
 
 
 def releases(out: Path) -> dict[str, Path]:
@@ -73,14 +76,15 @@ def main() -> None:
     ap.add_argument("--encoders", nargs="+", default=["atm", "nice", "ridge"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
+                    help="release:scaler pairs, e.g. volts:whiten")
     args = ap.parse_args()
     made = releases(args.out)
     images = args.out / "sim" / "images"
     rows = []
     for encoder in args.encoders:
         for seed in args.seeds:
-            for name, scaler in (("whitened", "none"), ("whitened", "robust"), ("volts", "robust"),
-                                 ("volts", "none")):
+            for name, scaler in (c.split(":") for c in args.conditions):
                 r = {"encoder": encoder, "seed": seed, "release": name, "scaler": scaler,
                      **score(made[name], images, encoder, scaler, seed, args.epochs)}
                 rows.append(r)
@@ -88,7 +92,8 @@ def main() -> None:
                          f"top-1 {100 * r['top1']:.1f} %, top-5 {100 * r['top5']:.1f} % "
                          f"(amplitude {r['amplitude']:.2g}, {r['train_s']} s)")
                 print(f"{encoder:6s} seed {seed} {name:8s} scaler {scaler:6s}: {shown}", flush=True)
-    write("scale", {"benchmark": "scale", "preset": "demo", "epochs": args.epochs, "rows": rows})
+    tag = "" if args.conditions == list(CONDITIONS) else "-" + "-".join(c.replace(":", "_") for c in args.conditions)
+    write(f"scale{tag}", {"benchmark": "scale", "preset": "demo", "epochs": args.epochs, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def test_shallow_conv_computes_the_plain_layer_stack_with_its_gradients():
         return [out, *torch.autograd.grad(out.pow(2).sum(), list(b.parameters()))]
 
     def error(values, reference):
-        return max(float((v.double() - r).abs().max() / r.abs().max().clamp_min(1e-12))
+        return max(float((v.detach().double() - r).abs().max() / r.abs().max().clamp_min(1e-12))
                    for v, r in zip(values, reference, strict=True))
 
     for train in (False, True):

@@ -49,9 +49,9 @@ def _cfg(encoder: str, scaler: str = "robust") -> RunConfig:
     })
 
 
-def _top1(encoder: str, problem, factor: float) -> float:
+def _top1(encoder: str, problem, factor: float, scaler: str = "robust") -> float:
     train, test, f_train, f_test = problem
-    model, _ = fit_recording(_cfg(encoder), _scaled(train, factor), f_train, seed=0)
+    model, _ = fit_recording(_cfg(encoder, scaler), _scaled(train, factor), f_train, seed=0)
     metrics, _ = evaluate_fold(model, _scaled(test, factor), torch.from_numpy(f_test.features), None,
                                single_trial=False)
     return metrics["top1"]
@@ -64,6 +64,12 @@ def test_same_accuracy_in_any_unit(problem, encoder):
     assert base > 0.2  # 50-way chance: 0.02
     for factor in (1e-6, 1e-12):
         assert _top1(encoder, problem, factor) == pytest.approx(base, abs=0.04), factor
+
+
+def test_whitened_inputs_learn_alike_in_any_unit(problem):
+    base = _top1("nice", problem, 1.0, "whiten")
+    assert base > 0.2
+    assert _top1("nice", problem, 1e-12, "whiten") == pytest.approx(base, abs=0.04)
 
 
 def test_unscaled_volts_are_refused_with_a_reason(problem):
@@ -107,3 +113,40 @@ def test_robust_scaler_matches_scikit_learn_and_clamps():
     assert float(standard(x[1:]).std()) == pytest.approx(1.0, abs=0.05)
     with pytest.raises(DataFormatError, match="constant"):
         InputScaler(3).fit(torch.full((5, 3, 10), 3e-6))
+
+
+def test_whiten_scaler_decorrelates_channels_in_any_unit():
+    """``whiten``: the MVNN ('epochs') whitener of the training trials, from the same estimator
+    as ``mindsight preprocess``; correlated channels come out decorrelated with unit variance,
+    and volts give the same output as unit-scale data."""
+    from mindsight.preprocess.mvnn import inverse_sqrt, noise_covariance
+
+    gen = torch.Generator().manual_seed(1)
+    mixing = torch.eye(6) + 0.8 * torch.randn(6, 6, generator=gen)  # strongly correlated channels
+    x = torch.einsum("ij,njt->nit", mixing, torch.randn(200, 6, 200, generator=gen))
+    scaler = InputScaler(6, "whiten", clamp=None).fit(x)
+    assert set(dict(scaler.named_buffers())) == {"center", "whitener"}  # saved with the model
+    flat = x.double().numpy()
+    centred = flat - np.median(flat.transpose(0, 2, 1).reshape(-1, 6), axis=0)[:, None]
+    expect = inverse_sqrt(noise_covariance(centred[:, None], "epochs"))
+    np.testing.assert_allclose(scaler.whitener.numpy(), expect, rtol=1e-4, atol=1e-6)
+    def off_diagonal(v):  # mean |correlation| between different channels
+        r = torch.corrcoef(v.transpose(1, 2).reshape(-1, 6).double().T)
+        return float((r - torch.eye(6, dtype=r.dtype)).abs().sum() / 30)
+
+    z = scaler(x)
+    assert off_diagonal(x) > 0.2 and off_diagonal(z) < off_diagonal(x) / 5
+    assert float(z.std()) == pytest.approx(1.0, abs=0.2)
+    volts = InputScaler(6, "whiten", clamp=None).fit(x * 1e-6)
+    torch.testing.assert_close(volts(x * 1e-6), scaler(x), rtol=1e-3, atol=1e-3)
+
+
+def test_unwhitened_data_get_a_note_pointing_to_the_whitener(caplog):
+    gen = torch.Generator().manual_seed(2)
+    common = torch.randn(50, 1, 100, generator=gen)
+    correlated = common + 0.3 * torch.randn(50, 6, 100, generator=gen)
+    with caplog.at_level("INFO", logger="mindsight"):
+        InputScaler(6).fit(torch.randn(50, 6, 100, generator=gen))
+        assert not caplog.records
+        InputScaler(6).fit(correlated)
+    assert len(caplog.records) == 1 and "data.scaler: whiten" in caplog.records[0].getMessage()

@@ -22,7 +22,7 @@ from mindsight.errors import DataFormatError
 PROTOCOLS = ("intra", "loso", "pooled")
 TRIAL_MODES = ("averaged", "single", "subsets")
 SELECT_BY = ("val_loss", "val_top1")
-SCALERS = ("robust", "standard", "none")  # mindsight.train.scaler
+SCALERS = ("robust", "standard", "whiten", "none")  # mindsight.train.scaler
 VAL_SPLITS = ("concepts", "images")
 LOGIT_SCALES = ("exp", "raw")
 TEXT_LOSSES = ("concepts", "clip")
@@ -45,7 +45,7 @@ class DataConfig:
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
     val_split: str = "concepts"  # hold out whole 'concepts' (zero-shot-like) or random 'images' (NICE)
     test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)
-    scaler: str = "robust"  # per-channel input scaling fitted on training data: robust|standard|none
+    scaler: str = "robust"  # input scaling fitted on training data: robust|standard|whiten|none
     clamp: float | None = 20.0  # clamp scaled inputs at ±clamp (Benchetrit et al.); None: no clamp
 
 

@@ -15,11 +15,12 @@ from typing import Any
 from mindsight._atomic import atomic_path, write_json
 from mindsight.config import RunConfig
 
-# mindsight's default recipe (README, "Published recipes"); a fresh `make demo` stays under
-# 10 minutes on a 2-core machine (BENCHMARKS.md).
+# mindsight's default recipe (README, "Published recipes") with the MVNN whitener fitted at
+# training time (data.scaler: whiten): the simulator's release, like `preprocess --mvnn none`,
+# is not whitened. A fresh `make demo` stays under 10 minutes on a 2-core machine (BENCHMARKS.md).
 DEMO_CONFIG: dict[str, Any] = {
     "protocol": "intra",
-    "data": {"subjects": [1], "train_trials": "subsets", "val_fraction": 0.1},
+    "data": {"subjects": [1], "train_trials": "subsets", "val_fraction": 0.1, "scaler": "whiten"},
     "model": {"encoder": "atm", "image_model": "efficientnet-lite0"},
     "train": {"epochs": 40, "batch_size": 32, "lr": 3.0e-4, "clip_weight": 0.9,
               "text_weight": 0.1, "patience": 10, "seeds": [0]},
