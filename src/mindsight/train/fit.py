@@ -107,6 +107,11 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
                 fused=fused or None)
 
 
+def _patience_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Early stopping: ``cfg.patience`` epochs in a row without a better selection score."""
+    return cfg.patience is not None and state["bad_epochs"] >= cfg.patience
+
+
 def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,
         cfg: TrainConfig, seed: int, workdir: str | Path | None = None, resume: bool = False,
         progress: bool = True, on_epoch_end: EpochCallback | None = None) -> FitResult:
@@ -139,7 +144,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
                disable=not progress, leave=False)
     for epoch in range(state["epoch"], cfg.epochs):
-        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+        if _patience_spent(state, cfg):
             break
         t0 = time.perf_counter()
         model.train()
@@ -176,8 +181,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             state["bad_epochs"] += 1
         state["history"].append(logs)
         state["epoch"] = epoch + 1
-        finished = state["epoch"] == cfg.epochs or (cfg.patience is not None
-                                                    and state["bad_epochs"] >= cfg.patience)
+        finished = state["epoch"] == cfg.epochs or _patience_spent(state, cfg)
         if last is not None and (finished or time.perf_counter() - saved_at >= cfg.checkpoint_seconds):
             saved_at = time.perf_counter()
             opt_tensors, opt_meta = optimizer_to_tensors(opt)

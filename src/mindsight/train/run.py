@@ -270,8 +270,8 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
     if cfg.data.train_trials != "single":  # validation on averages for 'subsets' too
         val_rec = val_rec.average_repetitions()
     subsets = cfg.data.train_trials == "subsets" and not is_closed_form(cfg.model.encoder)
-    if cfg.data.train_trials == "averaged" or (cfg.data.train_trials == "subsets" and not subsets):
-        train_rec = train_rec.average_repetitions()  # a closed-form fit sees each sample once
+    if cfg.data.train_trials != "single" and not subsets:  # a closed-form fit sees each sample once
+        train_rec = train_rec.average_repetitions()
     to_tensors = subset_tensors if subsets else trial_tensors
     train = to_tensors(train_rec, len(feats)).to(device)
     val = trial_tensors(val_rec, len(feats)).to(device)

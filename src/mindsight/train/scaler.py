@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mindsight.config import SCALERS
 from mindsight.errors import DataFormatError
 
-SCALERS = ("robust", "standard", "whiten", "none")
 MAX_FIT_VALUES = 10_000_000  # values used to fit, all channels together (seeded subset of trials)
 UNSCALED_RANGE = (1e-3, 1e4)  # typical amplitudes an encoder trains on without a scaler
 # mean |correlation| between channels above which data look un-whitened (MVNN-whitened demo
