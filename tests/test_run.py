@@ -88,23 +88,20 @@ def test_embedding_size_mismatch_between_checkpoint_and_features(release, tmp_pa
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(images)},
                                "model": {"encoder": "ridge"}})
     train_run(cfg, out, progress=False, cache_dir=cache)
-    saved = RunConfig.load(out / "config.yaml")
-    saved.model.image_model = "clip-vit-l-14"  # 768-d; the checkpoint predicts 1280-d
-    saved.save(out / "config.yaml")
     import mindsight.evaluate.run as ev
 
-    class Fake:
+    class Fake:  # features of the test images from another (768-d) model
         dim = 768
         features = None
         keys = ()
 
-    orig = ev.image_features
-    ev.image_features = lambda *a, **k: Fake()
+    orig = ev.level_tables
+    ev.level_tables = lambda *a, **k: [Fake()]
     try:
         with pytest.raises(MindsightError, match="embedding size mismatch.*1280-d.*768-d"):
             evaluate_run(out, progress=False, cache_dir=cache)
     finally:
-        ev.image_features = orig
+        ev.level_tables = orig
 
 
 def test_leave_one_subject_out_trains_fresh_models_without_the_test_subject(release, tmp_path):

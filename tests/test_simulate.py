@@ -11,10 +11,19 @@ from mindsight.io.images import read_image_set
 from mindsight.io.things_eeg2 import CH_NAMES_63, find_preprocessed, read_things_eeg2
 from mindsight.recording import check_disjoint_concepts
 from mindsight.simulate import preset, simulate
+from mindsight.simulate.dataset import TIMES, drawn_trials, from_templates, level_templates, seen_at
+from mindsight.simulate.dataset import trials as make_trials
+from mindsight.simulate.features import fit_reduce, reduce
 from mindsight.simulate.forward import LEVELS, evoked, make_brain
 from mindsight.simulate.head import lead_field
 from mindsight.simulate.noise import NoiseModel, make_noise
-from mindsight.simulate.observer import decide, two_way_accuracy_white, whitener
+from mindsight.simulate.observer import (
+    decide,
+    decide_mixture,
+    level_counts,
+    two_way_accuracy_white,
+    whitener,
+)
 from mindsight.simulate.stimuli import openmoji_concepts, render
 
 SIZES = {"low": 8, "mid": 8, "high": 16, "semantic": 16}
@@ -47,6 +56,20 @@ def test_written_files_read_back_in_every_public_layout(tiny):
     assert "CC BY-SA 4.0" in (root / "images" / "LICENSE-images.txt").read_text()
     saved = json.loads((root / "simulation.json").read_text())
     assert saved["n_way"] == 8 and 0 < saved["ceiling_top1"] <= 1
+    # the perceptual front-end is on by default, recorded with its levels and sources
+    assert saved["config"]["front_end"] and saved["config"]["acuity_kernels"] == [21, 41, 61]
+    assert saved["front_end"]["enabled"] and any("UBP" in src for src in saved["front_end"]["sources"])
+
+
+def test_a_simulation_from_before_the_front_end_is_reused_without_it(tiny, tmp_path):
+    from mindsight.errors import DataFormatError
+
+    meta = json.loads((tiny[0] / "simulation.json").read_text())
+    old = {k: v for k, v in meta["config"].items() if k not in ("front_end", "acuity_kernels")}
+    (tmp_path / "simulation.json").write_text(json.dumps({**meta, "config": old}))
+    assert simulate(tmp_path, preset("tiny", front_end=False), progress=False)["config"] == old
+    with pytest.raises(DataFormatError, match="without the perceptual front-end"):
+        simulate(tmp_path, preset("tiny"), progress=False)
 
 
 def test_raw_release_goes_through_mindsight_preprocess(tiny, tmp_path):
@@ -154,6 +177,97 @@ def test_ideal_observer_matches_the_closed_form_two_way_case():
     assert acc == pytest.approx(two_way_accuracy_white(d, sigma), abs=0.01)
 
 
+def _silent(n_chans: int = 63, sigma: float = 0.0) -> NoiseModel:
+    """White sensor noise σ only (σ = 0: none), unit gains."""
+    return NoiseModel(np.zeros((n_chans, 1)), np.zeros((n_chans, 1)), np.zeros(n_chans), 250.0,
+                      background=0.0, sensor=sigma, alpha=0.0, blink_prob=0.0, gain_sd=0.0)
+
+
+def _seen(n: int, n_levels: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Features at ``n_levels`` acuity levels: mid/high differ between levels, low/semantic do not."""
+    base = _levels(n, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    return {k: np.stack([v + (0.7 * rng.standard_normal(v.shape) if k in ("mid", "high") else 0)
+                         for _ in range(n_levels)]) for k, v in base.items()}
+
+
+def test_front_end_draws_an_acuity_level_per_trial():
+    brain = make_brain(lead_field(), 1, SIZES)
+    seen = _seen(30, 3)
+    x, drawn = drawn_trials(seen_at(brain, seen, np.arange(30), TIMES), 30, 3, _silent(), 4,
+                            np.random.default_rng(0))
+    assert x.shape == (30, 4, 63, 300) and drawn.shape == (30, 4)
+    counts = np.bincount(drawn.ravel(), minlength=3)
+    assert counts.min() > 20  # every level is drawn, about uniformly (120 draws)
+    # without noise each trial is its drawn level's response; repetitions of an image differ
+    tmpl = level_templates(brain, seen, slice(None), TIMES)
+    np.testing.assert_allclose(x, tmpl[drawn, np.arange(30)[:, None]], atol=1e-5)
+    differ = [i for i in range(30) if len(set(drawn[i])) > 1]
+    assert differ and all(np.abs(x[i] - x[i, :1]).max() > 1e-3 for i in differ)
+    assert all(np.abs(x[i] - x[i, :1]).max() == 0 for i in range(30) if i not in differ)
+
+
+def test_front_end_off_is_the_one_level_path_exactly():
+    """With one level nothing is drawn: the per-trial path gives the fixed-signal trials bit for bit."""
+    lead = lead_field()
+    brain, noise = make_brain(lead, 1, SIZES), make_noise(lead, 1, 250.0)
+    feats = _levels(40)
+    old = make_trials(evoked(brain, feats, TIMES), noise, 3, np.random.default_rng(5))
+    one = {k: v[None] for k, v in feats.items()}
+    new, drawn = drawn_trials(seen_at(brain, one, np.arange(40), TIMES), 40, 1, noise, 3, np.random.default_rng(5))
+    np.testing.assert_array_equal(new, old)
+    assert not drawn.any()
+
+
+def test_blurred_features_use_the_sharp_pca_basis():
+    x = np.random.default_rng(0).standard_normal((50, 30)) @ np.diag(np.linspace(3, 0.1, 30))
+    z, fitted = fit_reduce(x, 8)
+    np.testing.assert_array_equal(z, reduce(x, 8))  # the sharp levels are unchanged
+    np.testing.assert_allclose(fitted(x), z, atol=1e-9)  # the projection of others is the same map
+
+
+def test_level_counts_are_the_multinomial():
+    counts, logp = level_counts(20, 3)
+    assert counts.shape == (231, 3) and (counts.sum(1) == 20).all() and len(np.unique(counts, axis=0)) == 231
+    assert np.exp(logp).sum() == pytest.approx(1.0)
+    one, lp = level_counts(7, 1)
+    assert one.tolist() == [[7]] and lp[0] == pytest.approx(0.0)
+
+
+def test_mixture_observer_is_decide_with_one_level():
+    noise = make_noise(lead_field(), 1, 250.0)
+    rng = np.random.default_rng(0)
+    templates = 0.005 * rng.standard_normal((12, 63, 30))
+    x = templates[np.arange(60) % 12] + 0.5 * noise.sample(60, 30, rng)
+    white = whitener(noise, 30, slice(0, 30), n_averaged=4)
+    ranks = decide(white, templates, x)
+    assert 0 < (ranks == 0).mean() < 1  # neither trivial nor hopeless
+    np.testing.assert_array_equal(decide_mixture(white, templates[None], x, 4), ranks)
+
+
+def test_mixture_observer_beats_the_mean_template():
+    """Each repetition at one of 3 levels: the mixture observer (Bayes-optimal) is at least as
+    accurate as the best single template (the level mean) on the same averaged trials."""
+    n_img, n_levels, reps, sigma = 20, 3, 3, 6.0
+    rng = np.random.default_rng(1)
+    shared = rng.standard_normal((n_img, 2, 20))
+    templates = np.stack([shared + 3.0 * rng.standard_normal((n_img, 2, 20)) for _ in range(n_levels)])
+    noise = _silent(2, sigma)
+    x = np.concatenate([drawn_trials(from_templates(templates), n_img, n_levels, noise, reps, rng)[0].mean(1)
+                        for _ in range(60)])
+    white = whitener(noise, 20, slice(0, 20), n_averaged=reps)
+    mixture = (decide_mixture(white, templates, x, reps) == 0).mean()
+    mean = (decide(white, templates.mean(0), x) == 0).mean()
+    assert mixture >= mean and 0.5 < mixture < 1, (mixture, mean)
+
+
+def test_simulate_command_has_the_front_end_switch():
+    from test_cli import run
+
+    res = run("simulate", "--help")
+    assert res.exit_code == 0 and "--no-front-end" in res.output
+
+
 def test_whitener_inverts_the_kronecker_covariance():
     lead = lead_field()
     noise = make_noise(lead, 1, 250.0)
@@ -179,6 +293,10 @@ def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
     for fig in ("retrievals.png", "accuracy.png", "training.png", "repetitions.png"):
         assert f"]({fig})" in report and (out / fig).stat().st_size > 5000
     assert "ceiling" in report
+    # the blur-prior method next to ATM and ridge, on the simulator's cached acuity views
+    assert set(saved["methods"]) == {"atm", "ubp", "ridge"}
+    assert "## Methods on the same data" in report and "foveated-k41" in report
+    assert (out / "method-ubp" / "metrics.json").is_file()
     # the reconstruction step: images, grid, metrics of every condition, and the report section
     rec = json.loads((out / "reconstruction" / "builtin" / "reconstruction.json").read_text())
     assert set(rec["metrics"]) == {"reconstructed", "upper_bound", "chance", "blurry"}

@@ -172,9 +172,13 @@ def test_shipped_configs_are_valid():
 
     paths = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert len(paths) >= 3
+    from mindsight.encoders import ENCODERS
+    from mindsight.train.run import check_method
+
     for path in paths:
         cfg = RunConfig.load(path)
-        assert cfg.model.encoder in ("atm", "atm-e", "nice", "ridge", "brainmodule")
+        assert cfg.model.encoder in ENCODERS, path
+        check_method(cfg)  # image model(s), views and image side are known
 
 
 def test_subset_training_draws_fresh_repetition_averages(problem):

@@ -138,6 +138,7 @@ def embed(
     template: Annotated[str | None, typer.Option(help="Prompt for concept names, '{}' = the name.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
     batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    view: Annotated[list[str] | None, typer.Option(help="Image view(s) the model is shown (repeatable; stacks such as multi-blur expand); see `mindsight models`.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Extract (or find cached) image and concept-name embeddings for both partitions."""
@@ -150,8 +151,10 @@ def embed(
     )
     from mindsight.embed.base import resolve_device
     from mindsight.embed.features import cache_path
+    from mindsight.embed.views import expand_views
     from mindsight.io import read_image_set
 
+    views = expand_views(view or ["sharp"])
     image_set = read_image_set(images)
     image_model = image_model or DEFAULT_IMAGE_MODEL
     text_model = text_model or DEFAULT_TEXT_MODEL
@@ -159,9 +162,10 @@ def embed(
     rows = []
     for part in ("train", "test"):
         p = image_set[part]
-        t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size)
-        rows.append({"partition": part, "modality": "image", "model": image_model, "shape": t.features.shape,
-                     "file": cache_path(image_model, "image", t.fingerprint, cache_dir)})
+        for v in views:
+            t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v)
+            rows.append({"partition": part, "modality": "image", "model": f"{image_model}@{v}",
+                         "shape": t.features.shape, "file": cache_path(image_model, "image", t.fingerprint, cache_dir, v)})
         tt = text_features(p.concept_names, text_model, template or DEFAULT_TEMPLATE, cache_dir=cache_dir, device=device)
         rows.append({"partition": part, "modality": "text", "model": text_model, "shape": tt.features.shape,
                      "file": cache_path(text_model, "text", tt.fingerprint, cache_dir)})
@@ -173,6 +177,7 @@ def import_features_cmd(
     files: Annotated[list[Path], typer.Argument(help="ATM .pt, NICE .npy or things-eeg2-dataset .safetensors files.")],
     images: Annotated[Path, typer.Option(help="The image set these features were computed on.")],
     model: Annotated[str | None, typer.Option(help="Store under this model name (default: from the file name).")] = None,
+    view: Annotated[str, typer.Option(help="The image view the features were computed through (e.g. gauss-k21); see `mindsight models`.")] = "sharp",
     cache_dir: CacheDir = None,
 ) -> None:
     """Import feature files of ATM, NICE or things-eeg2-dataset into the feature cache."""
@@ -182,7 +187,7 @@ def import_features_cmd(
     image_set = read_image_set(images)
     rows = []
     for f in files:
-        for table, path in import_features(f, image_set, model=model, cache_dir=cache_dir):
+        for table, path in import_features(f, image_set, model=model, cache_dir=cache_dir, view=view):
             rows.append({"file": f.name, "model": table.model, "modality": table.modality,
                          "shape": table.features.shape, "cached as": path})
     console.print(_table(rows, ["file", "model", "modality", "shape", "cached as"]))
@@ -201,6 +206,14 @@ def models() -> None:
              "offline": "yes" if e.tags["offline"] else "needs hub", "description": e.description}
             for e in EMBEDDERS]
     console.print(_table(rows, ["name", "modality", "dim", "offline", "description"], title="embedders"))
+    from mindsight.embed.views import STACKS, view_names
+    from mindsight.train.image_side import IMAGE_SIDES
+
+    rows = [{"view": v, "shows the image model": ""} for v in view_names()]
+    rows += [{"view": k, "shows the image model": f"stack: {', '.join(v)}"} for k, v in STACKS.items()]
+    console.print(_table(rows, ["view", "shows the image model"], title="image views (model.image_views)"))
+    rows = [{"name": e.name, "description": e.description} for e in IMAGE_SIDES]
+    console.print(_table(rows, ["name", "description"], title="image sides (model.image_side)"))
     rows = [{"name": e.name, "description": e.description,
              "parameters": f"{count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024, **({'ch_names': CH_NAMES_63} if needs_ch_names(e.name) else {}))):,}"}
             for e in ENCODERS]
@@ -294,6 +307,9 @@ def simulate(
     subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s) [preset's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of concepts, brains and noise [0].")] = None,
     raw: Annotated[bool | None, typer.Option(help="Also write the raw 1000 Hz release (for `mindsight preprocess`).")] = None,
+    front_end: Annotated[bool | None, typer.Option(
+        "--front-end/--no-front-end",
+        help="Perceptual front-end: mid/high features of a foveated blur, one acuity level drawn per trial [on].")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto (feature extraction).")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     cache_dir: CacheDir = None,
@@ -303,7 +319,7 @@ def simulate(
     from mindsight.simulate import preset as make_preset
     from mindsight.simulate import simulate as run_simulation
 
-    cfg = make_preset(preset, difficulty, subjects=subject, seed=seed)
+    cfg = make_preset(preset, difficulty, subjects=subject, seed=seed, front_end=front_end)
     if raw is not None:
         cfg.layouts = sorted(set(cfg.layouts) | {"raw"}) if raw else [x for x in cfg.layouts if x != "raw"]
     meta = run_simulation(out, cfg, device=resolve_device(device), progress=progress, cache_dir=cache_dir)

@@ -24,7 +24,7 @@ TRIAL_MODES = ("averaged", "single", "subsets")
 SELECT_BY = ("val_loss", "val_top1")
 SCALERS = ("robust", "standard", "whiten", "none")  # mindsight.train.scaler
 VAL_SPLITS = ("concepts", "images")
-LOGIT_SCALES = ("exp", "raw")
+LOGIT_SCALES = ("exp", "raw", "softplus", "unit")  # mindsight.train.losses
 TEXT_LOSSES = ("concepts", "clip")
 OPTIMIZERS = ("adamw", "adam")
 TEST_SETS = ("small", "large")  # THINGS-MEG's test sets (Benchetrit et al.); others have 'small'
@@ -56,6 +56,12 @@ class ModelConfig:
     image_model: str = DEFAULT_IMAGE_MODEL
     text_model: str = "auto"  # 'auto': the image model's text tower, else minilm (+ a text head)
     subject_tokens: bool = True  # for encoders with subject tokens (ATM)
+    image_views: list[str] = field(default_factory=lambda: ["sharp"])  # views of the image model's
+    #                        input (mindsight.embed.views): 'sharp', 'gauss-k21', stacks 'multi-blur', 'ubp'
+    extra_image_models: list[str] = field(default_factory=list)  # other image models whose (sharp)
+    #                        features join as levels, e.g. [evnet] (seed 003's multiblur-evnet)
+    image_side: str = "fixed"  # levels → targets: 'fixed' (first level), 'ubp', 'multiblur'
+    image_side_params: dict[str, Any] = field(default_factory=dict)  # its hyperparameters
 
 
 @dataclass
@@ -127,6 +133,7 @@ class RunConfig:
             (self.train.checkpoint_seconds >= 0,
              f"train.checkpoint_seconds must be >= 0, got {self.train.checkpoint_seconds}"),
             (len(self.data.subjects) >= 1, "data.subjects must list at least one subject"),
+            (len(self.model.image_views) >= 1, "model.image_views must list at least one view"),
             (self.protocol != "loso" or len(set(self.data.subjects)) >= 2,
              "protocol 'loso' needs at least two subjects"),
         ]
@@ -176,6 +183,19 @@ class RunConfig:
                 node = node[p]
             node[leaf] = yaml.safe_load(value)
         return RunConfig.from_dict(raw, "override")
+
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/
+
+
+def load_preset(name: str) -> RunConfig:
+    """The published recipe ``configs/<name>.yaml`` (``atm``, ``nice``, ``ubp``, ``multiblur``,
+    ...); an unknown name lists the presets there."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise DataFormatError(f"no preset {name!r} in {PRESETS_DIR}; available: {', '.join(known) or 'none'}")
+    return RunConfig.load(path)
 
 
 def _build(cls: type, raw: dict[str, Any], where: str) -> Any:

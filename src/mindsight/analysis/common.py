@@ -23,22 +23,27 @@ class AnalysisSetup:
     fold: Any  # mindsight.train.run.Fold
     fold_dir: Path
     images: Any  # ImageSet
-    feats: torch.Tensor  # test image features, rows = test image index
+    feats: torch.Tensor  # the selected model's test image targets, rows = test image index
     test: Recording  # repetition-averaged test partition
     t: TrialTensors  # the same as tensors
     train_rec: Recording | None = None  # retrain only
     train_table: Any = None  # retrain only: training image features
     retrain_cfg: RunConfig | None = None  # retrain only: the run's config with the overrides
+    test_levels: list[torch.Tensor] | None = None  # the test images' feature levels (image side input)
+
+    def targets(self, model: Any) -> torch.Tensor:
+        """The test image targets of ``model`` (a retrained one has its own image side)."""
+        return model.image_table(self.test_levels)
 
 
 def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: int | None,
           device: str, cache_dir: Any, progress: bool) -> AnalysisSetup:
     """Read what an analysis of ``run_dir``'s first fold needs (training data only for
     ``retrain``; ``encoder``/``epochs`` override the run's settings for its models)."""
-    from mindsight.embed.features import image_features
-    from mindsight.evaluate.run import load_run_config, trained_fold
+    from mindsight.embed.features import level_tables
+    from mindsight.evaluate.run import load_model, load_run_config, trained_fold
     from mindsight.io.datasets import read_images
-    from mindsight.train.run import check_images, folds, load_partition, load_training
+    from mindsight.train.run import check_images, folds, load_partition, load_training, run_levels
 
     if mode not in MODES:
         raise DataFormatError(f"unknown {analysis} analysis mode {mode!r}; use 'mask' or 'retrain'")
@@ -47,13 +52,15 @@ def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: 
     fold_dir, _ = trained_fold(run_dir, fold)
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
-    feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
-                                            device=device).features).to(device)
+    model = load_model(fold_dir, device)
+    levels = [torch.from_numpy(t.features).to(device) for t in
+              level_tables(images["test"], model.spec.level_list(), cache_dir=cache_dir, device=device)]
+    feats = model.image_table(levels)
     test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
-    out = AnalysisSetup(cfg, fold, fold_dir, images, feats, test, trial_tensors(test, len(feats)))
+    out = AnalysisSetup(cfg, fold, fold_dir, images, feats, test, trial_tensors(test, len(feats)),
+                        test_levels=levels)
     if mode == "retrain":
-        out.train_table = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
-                                         device=device)
+        out.train_table = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device)
         out.train_rec = load_training(cfg, fold, images, cache_dir, progress)
         out.retrain_cfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
         if epochs is not None:

@@ -62,7 +62,8 @@ def repetition_curve(model: AlignmentModel, rec: Recording, image_feats: torch.T
 def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, device: str = "cpu",
                         cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
     """The repetition curve of every fold of ``run_dir`` → ``analysis/repetitions.json`` + PNG."""
-    from mindsight.embed.features import image_features
+    from mindsight.embed.features import level_tables
+    from mindsight.evaluate.run import test_image_table
     from mindsight.io.datasets import read_images
     from mindsight.train.run import check_images, folds, load_partition
 
@@ -70,14 +71,15 @@ def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, 
     cfg = load_run_config(run_dir)
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
-    feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
-                                            device=device, progress=progress).features).to(device)
     per_fold = {}
     for fold in folds(cfg):
         fold_dir, _ = trained_fold(run_dir, fold)
+        model = load_model(fold_dir, device)
+        feats = test_image_table(model, level_tables(images["test"], model.spec.level_list(),
+                                                     cache_dir=cache_dir, device=device,
+                                                     progress=progress), device)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
-        per_fold[fold.name] = repetition_curve(load_model(fold_dir, device), rec, feats, draws=draws,
-                                               seed=seed)
+        per_fold[fold.name] = repetition_curve(model, rec, feats, draws=draws, seed=seed)
     first = next(iter(per_fold.values()))
     mean = {k: [float(np.mean([c[k][i] for c in per_fold.values()])) for i in range(len(first["n"]))]
             for k in ("top1", "top5")}

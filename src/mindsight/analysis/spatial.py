@@ -95,7 +95,8 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
             m, _ = fit_recording(wcfg, train_rec.pick(chans), train_table, seed=seed, device=device)
             tt = trial_tensors(test.pick(chans), len(feats))
             emb, _ = m.embed(tt.x, tt.subject)
-        scores, _ = retrieval_scores(emb, feats, t.image, n_permutations, seed)
+        targets = feats if mode == "mask" else s.targets(m)
+        scores, _ = retrieval_scores(emb, targets, t.image, n_permutations, seed)
         result["regions"][region] = {"channels": list(chans), "n_channels": len(chans), **scores}
     importance = channel_importance(model, t.x.to(device), t.subject, feats, t.image)
     result["channel_importance"] = dict(zip(test.ch_names, importance.round(6).tolist(), strict=True))

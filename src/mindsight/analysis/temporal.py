@@ -110,7 +110,8 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
             m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)
             tt = trial_tensors(test.crop(start, end), len(feats))
             emb, _ = m.embed(tt.x, tt.subject)
-        scores, rank = retrieval_scores(emb, feats, t.image, n_permutations, seed)
+        targets = feats if mode == "mask" else s.targets(m)
+        scores, rank = retrieval_scores(emb, targets, t.image, n_permutations, seed)
         result[kind].append({"start": start, "end": end, **scores})
         if kind == "sliding":  # earliest window with the best rank of each test image
             w = len(result["sliding"]) - 1

@@ -110,8 +110,14 @@ def import_features(
     *,
     model: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    view: str = "sharp",
 ) -> list[tuple[FeatureTable, Path]]:
-    """Import one anchor feature file into the feature cache; returns the tables and their paths."""
+    """Import one anchor feature file into the feature cache; returns the tables and their paths.
+    ``view``: the image view the file's image features were computed through (e.g. a blur level
+    of the multi-level blur paper's ``MultiBlur_*`` files, exported one level per file)."""
+    from mindsight.embed.views import canonical
+
+    view = canonical(view)
     anchor = recognise(path)
     if anchor is None:
         raise DataFormatError(
@@ -129,11 +135,11 @@ def import_features(
         )
     if not np.isfinite(img).all():
         raise DataFormatError(f"{anchor.path}: image features hold NaN/Inf")
-    meta = {"source": anchor.source, "file": str(anchor.path),
+    meta = {"source": anchor.source, "file": str(anchor.path), "view": view,
             "normalized": bool(np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-3))}
     fp = part.fingerprint()
     table = FeatureTable(img, part.files, name, "image", fp, meta=meta)
-    written = [(table, table.save(cache_path(name, "image", fp, cache_dir)))]
+    written = [(table, table.save(cache_path(name, "image", fp, cache_dir, view)))]
     if txt is not None:
         names = part.concept_names
         if txt.ndim != 2 or txt.shape[0] != len(names):

@@ -3,9 +3,10 @@
 A :class:`FeatureTable` is an (n, dim) float32 matrix whose rows follow a list of keys (image
 paths relative to the image set, or concept names), plus the model that produced it and a
 fingerprint of the key list. Tables are cached as safetensors under
-``<cache>/features/<model>/<modality>-<fingerprint>.safetensors``: a cache made for another image
-list has another fingerprint and is never picked up, and a loaded table is checked against the
-fingerprint it was asked for.
+``<cache>/features/<model>/<modality>-<fingerprint>.safetensors`` (and, for image views other
+than ``sharp``, ``<cache>/features/<model>/<view>/image-<fingerprint>.safetensors``): a cache
+made for another image list has another fingerprint and is never picked up, and a loaded table
+is checked against the fingerprint it was asked for.
 
 Extraction is batched, shows a progress bar, loads the next batch in a background thread while
 the model runs, and checkpoints its progress, so an interrupted extraction resumes where it
@@ -35,8 +36,10 @@ from mindsight.embed.base import (
     TextEmbedder,
     load_image_embedder,
     load_text_embedder,
+    open_image,
 )
-from mindsight.errors import DataFormatError, WeightsUnavailableError
+from mindsight.embed.views import ImageView, canonical, expand_views, get_view
+from mindsight.errors import DataFormatError, MissingFileError, WeightsUnavailableError
 from mindsight.io.cache import default_cache_dir
 from mindsight.io.images import ImagePartition
 
@@ -115,9 +118,15 @@ def text_fingerprint(names: Sequence[str], template: str) -> str:
     return h.hexdigest()
 
 
-def cache_path(model: str, modality: str, fingerprint: str, cache_dir: str | os.PathLike | None = None) -> Path:
+def cache_path(model: str, modality: str, fingerprint: str, cache_dir: str | os.PathLike | None = None,
+               view: str = "sharp") -> Path:
+    """Where a table is cached: ``features/<model>[/<view>]/<modality>-<fingerprint>`` (the
+    ``sharp`` view, what every table was before views existed, has no view folder)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / "features" / model / f"{modality}-{fingerprint[:24]}.safetensors"
+    folder = root / "features" / model
+    if view != "sharp":
+        folder = folder / view
+    return folder / f"{modality}-{fingerprint[:24]}.safetensors"
 
 
 def _cached(path: Path, fingerprint: str, keys: Sequence[str]) -> FeatureTable | None:
@@ -141,30 +150,65 @@ def image_features(
     batch_size: int | None = None,
     progress: bool = True,
     embedder: ImageEmbedder | None = None,
+    view: str = "sharp",
 ) -> FeatureTable:
-    """Embeddings of every image of ``partition`` (rows in EEG condition order), cached."""
+    """Embeddings of every image of ``partition`` (rows in EEG condition order) as seen through
+    image view ``view`` (:mod:`mindsight.embed.views`), cached per (model, view)."""
+    view = canonical(view)
     fingerprint = partition.fingerprint()
-    path = cache_path(model, "image", fingerprint, cache_dir)
+    path = cache_path(model, "image", fingerprint, cache_dir, view)
     if (table := _cached(path, fingerprint, partition.files)) is not None:
         return table
-    embedder = embedder or load_image_embedder(model, device)
+    if embedder is None:
+        try:
+            embedder = load_image_embedder(model, device)
+        except WeightsUnavailableError as exc:
+            if view != "sharp" and cache_path(model, "image", fingerprint, cache_dir).is_file():
+                raise MissingFileError(
+                    f"{partition.root}: the {model} features of the {partition.name} images were "
+                    f"imported for the sharp view only; view {view!r} has none and {model}'s weights "
+                    f"cannot be loaded here ({exc}). Compute them where the weights are: "
+                    f"`mindsight embed --images DIR --image-model {model} --view {view}`, or import "
+                    f"them: `mindsight import-features FILE --images DIR --view {view}`"
+                ) from None
+            raise
     feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size, progress,
-                               desc=f"{model} {partition.name} images")
-    table = store_image_features(partition, model, feats, cache_dir)
+                               desc=f"{model} {view + ' ' if view != 'sharp' else ''}{partition.name} images",
+                               view=get_view(view))
+    table = store_image_features(partition, model, feats, cache_dir, view=view)
     _clear_partial(path)
     return table
 
 
+def level_names(image_model: str, views: Sequence[str], extra_models: Sequence[str] = ()) -> list[str]:
+    """``model@view`` names of the levels a run aligns with: ``image_model`` through each of
+    ``views`` (stacks expanded), then each of ``extra_models`` through the sharp view."""
+    return [f"{image_model}@{v}" for v in expand_views(views)] + [f"{m}@sharp" for m in extra_models]
+
+
+def level_tables(partition: ImagePartition, levels: Sequence[str], *,
+                 cache_dir: str | os.PathLike | None = None, device: str = "cpu",
+                 progress: bool = True) -> list[FeatureTable]:
+    """The feature table of each ``model@view`` level of ``partition`` (cached per level)."""
+    out = []
+    for level in levels:
+        model, _, view = level.partition("@")
+        out.append(image_features(partition, model, cache_dir=cache_dir, device=device,
+                                  progress=progress, view=view or "sharp"))
+    return out
+
+
 def store_image_features(partition: ImagePartition, model: str, features: np.ndarray,
-                         cache_dir: str | os.PathLike | None = None) -> FeatureTable:
-    """Cache ``features`` (rows in ``partition`` order) as ``model``'s embeddings of it, where
-    :func:`image_features` finds them (used when they were computed elsewhere, e.g. by the
-    simulator)."""
+                         cache_dir: str | os.PathLike | None = None, view: str = "sharp") -> FeatureTable:
+    """Cache ``features`` (rows in ``partition`` order) as ``model``'s embeddings of it through
+    ``view``, where :func:`image_features` finds them (used when they were computed elsewhere,
+    e.g. by the simulator)."""
+    view = canonical(view)
     fingerprint = partition.fingerprint()
     table = FeatureTable(features, partition.files, model, "image", fingerprint,
                          meta={"source": "extracted", "normalized": False,
-                               "image_root": str(partition.root)})
-    table.save(cache_path(model, "image", fingerprint, cache_dir))
+                               "image_root": str(partition.root), "view": view})
+    table.save(cache_path(model, "image", fingerprint, cache_dir, view))
     return table
 
 
@@ -234,9 +278,14 @@ def _clear_partial(path: Path) -> None:
 
 def _extract_resumable(
     embedder: ImageEmbedder, paths: Sequence[Path], target: Path, fingerprint: str,
-    batch_size: int | None, progress: bool, desc: str,
+    batch_size: int | None, progress: bool, desc: str, view: ImageView | None = None,
 ) -> np.ndarray:
     from tqdm.auto import tqdm
+
+    def load(batch: Sequence[Path]) -> Any:
+        if view is None or view.is_identity:
+            return embedder.load_batch(batch)
+        return embedder.load_batch([view(open_image(p)) for p in batch])
 
     n, bs = len(paths), batch_size or embedder.batch_size
     data_path, state_path = _partial_paths(target)
@@ -254,12 +303,12 @@ def _extract_resumable(
     last_save = time.monotonic()
     bar = tqdm(total=n, initial=done, desc=desc, unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while this one runs
-        pending = pool.submit(embedder.load_batch, paths[starts[0]: starts[0] + bs]) if starts else None
+        pending = pool.submit(load, paths[starts[0]: starts[0] + bs]) if starts else None
         for i, start in enumerate(starts):
             pixels = pending.result()
             if i + 1 < len(starts):
                 nxt = starts[i + 1]
-                pending = pool.submit(embedder.load_batch, paths[nxt: nxt + bs])
+                pending = pool.submit(load, paths[nxt: nxt + bs])
             stop = min(n, start + bs)
             feats = embedder.encode(pixels)
             if feats.shape != (stop - start, embedder.dim):

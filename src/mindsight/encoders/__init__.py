@@ -9,7 +9,7 @@ second (MSE) head besides the one ``forward`` returns (see :class:`~mindsight.tr
 """
 
 # importing the model modules registers them (braindecode itself is imported lazily)
-from mindsight.encoders import atm, atm_e, brainmodule, linear, mlp, nice, zoo  # noqa: E402, F401
+from mindsight.encoders import atm, atm_e, blur, brainmodule, linear, mlp, nice, zoo  # noqa: E402, F401
 from mindsight.encoders.base import (
     ENCODERS,
     build_encoder,

@@ -21,7 +21,7 @@ from mindsight._atomic import write_json
 from mindsight._logging import logger
 from mindsight.config import RunConfig
 from mindsight.embed.base import has_modality, resolve_device
-from mindsight.embed.features import image_features, optional_text_features
+from mindsight.embed.features import FeatureTable, level_tables, optional_text_features
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
@@ -63,14 +63,16 @@ def trained_fold(run_dir: Path, fold: Fold) -> tuple[Path, dict[str, Any]]:
     return fold_dir, info
 
 
-def _check_compatible(model: AlignmentModel, rec: Recording, dim: int, image_model: str,
+def _check_compatible(model: AlignmentModel, rec: Recording, tables: list[FeatureTable],
                       where: Path) -> None:
     spec = model.spec
-    if dim != spec.n_outputs:
-        raise DataFormatError(
-            f"{where}: embedding size mismatch: the checkpoint predicts {spec.n_outputs}-d "
-            f"embeddings ({spec.image_model}) but the {image_model} test features are {dim}-d"
-        )
+    dims = list(spec.level_dims) or [spec.n_outputs]
+    for level, table, dim in zip(spec.level_list(), tables, dims, strict=True):
+        if table.dim != dim:
+            raise DataFormatError(
+                f"{where}: embedding size mismatch: the checkpoint was trained on {dim}-d "
+                f"{level} features but the test features are {table.dim}-d"
+            )
     if list(rec.ch_names) != list(spec.ch_names) or rec.n_times != spec.n_times:
         raise DataFormatError(
             f"{where}: the test EEG has {rec.n_chans} channels × {rec.n_times} samples but the "
@@ -150,8 +152,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     image_model = cfg.model.image_model
-    test_feats = image_features(images["test"], image_model, cache_dir=cache_dir, device=device,
-                                progress=progress)
+    test_levels: dict[tuple[str, ...], list[FeatureTable]] = {}
     centre_set = None if centres is None else centre_features(
         centres, images["test"], image_model, cache_dir=cache_dir, device=device, progress=progress)
     text_cache: dict[str, tuple[torch.Tensor | None, str | None]] = {}
@@ -160,15 +161,21 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
         fold_dir, info = trained_fold(run_dir, fold)
         model = load_model(fold_dir, device)
         rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
-        _check_compatible(model, rec, test_feats.dim, image_model, fold_dir)
+        levels = tuple(model.spec.level_list())
+        if levels not in test_levels:
+            test_levels[levels] = level_tables(images["test"], levels, cache_dir=cache_dir,
+                                               device=device, progress=progress)
+        test_feats = test_levels[levels][0]
+        _check_compatible(model, rec, test_levels[levels], fold_dir)
+        table = test_image_table(model, test_levels[levels], device)
         text, text_reason = classification_texts(model.spec, image_model, images["test"].concept_names,
                                                  text_cache, cache_dir, device)
-        metrics, emb = evaluate_fold(model, rec, torch.from_numpy(test_feats.features).to(device),
+        metrics, emb = evaluate_fold(model, rec, table,
                                      text, single_trial=single_trial, n_draws=n_draws,
                                      text_reason=text_reason, centres=centre_set)
         # a pooled model serves every subject: one embeddings file per test subject
         emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
-        save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb},
+        save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb, "image_table": table},
                      {"images": list(test_feats.keys), "image_model": image_model})
         metrics.update(fold=fold.name, subject=fold.test_subject, seed=fold.seed,
                        epoch=info.get("best_epoch", 0), val=info.get("val"))
@@ -176,6 +183,13 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = 
     out = summarise(fold_results, cfg, run)
     write_json(run_dir / "metrics.json", out)
     return out
+
+
+def test_image_table(model: AlignmentModel, tables: list[FeatureTable], device: str) -> torch.Tensor:
+    """What the model's test embeddings are ranked against: its image side applied to the test
+    images' feature levels (the features themselves for the ``fixed`` side). The image side sees
+    no labels, so retrieval stays zero-shot."""
+    return model.image_table([torch.from_numpy(t.features).to(device) for t in tables])
 
 
 def classification_texts(spec: ModelSpec, image_model: str, names: tuple[str, ...],

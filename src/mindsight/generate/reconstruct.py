@@ -122,6 +122,14 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
     test_feats = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
                                 device=device, progress=progress)
     model = load_model(fold_dir, device)
+    if model.spec.image_side != "fixed" or len(model.spec.level_list()) > 1:
+        from mindsight._logging import logger
+
+        logger.warning("%s: the model aligns with %s targets of %d feature levels, not with the sharp "
+                       "%s features the prior and generator are conditioned on; reconstructions use its "
+                       "embeddings as if they were (train a model with model.image_side: fixed for the "
+                       "generator's space)", fold_dir, model.spec.image_side, len(model.spec.level_list()),
+                       cfg.model.image_model)
     head = "mse" if model.two_heads else "clip"  # Benchetrit et al. generate from the MSE head
 
     def scaled(epochs: torch.Tensor) -> torch.Tensor:

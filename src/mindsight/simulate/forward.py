@@ -7,6 +7,10 @@ time course: a smooth bump peaking at the level's latency (low ~100 ms, mid ~170
 at ~200 ms (100 ms after the 100 ms stimulus ends, scaled by the image's low-level features)
 complete the signal. A subject's dipoles, orientations and feature weights mix a part shared by
 all subjects with a subject-specific part (``shared``), so cross-subject transfer is partial.
+
+The model is linear in the features, so single trials can carry their own features
+(:func:`evoked_trials`): with the perceptual front-end each trial shows its image at one of a
+few acuity levels (:func:`mindsight.simulate.features.perceived_levels`).
 """
 
 from __future__ import annotations
@@ -108,3 +112,16 @@ def evoked(brain: Brain, features: dict[str, np.ndarray], times: np.ndarray,
     out += (0.5 + 0.3 * lum)[:, :, None] * brain.offset_topography[None, :, None] * \
         bump(t, OFFSET_LATENCY, 0.03)[None, None, :]
     return out.astype(np.float32)
+
+
+def evoked_trials(brain: Brain, features: dict[str, np.ndarray], images: np.ndarray, acuity: np.ndarray,
+                  times: np.ndarray, erp_gain: float = 1.0, chunk: int = 512) -> np.ndarray:
+    """Noise-free responses (n_trials, n_chans, n_times) of single trials: trial i shows image
+    ``images[i]`` at acuity level ``acuity[i]``, with ``features[level]`` of shape (n_acuity,
+    n_images, n_features); computed ``chunk`` trials at a time (memory)."""
+    images, acuity = np.asarray(images), np.asarray(acuity)
+    out = np.empty((len(images), brain.erp_topography.shape[0], len(times)), dtype=np.float32)
+    for s in range(0, len(images), chunk):
+        rows = slice(s, s + chunk)
+        out[rows] = evoked(brain, {k: v[acuity[rows], images[rows]] for k, v in features.items()}, times, erp_gain)
+    return out

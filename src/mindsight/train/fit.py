@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mindsight.config import TrainConfig
+from mindsight.errors import DataFormatError
 from mindsight.train.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -34,7 +35,7 @@ from mindsight.train.model import AlignmentModel
 class Targets:
     """What the brain embeddings are aligned with, on the training device."""
 
-    images: torch.Tensor  # (n_images, dim) image features, rows = trial.image
+    levels: list[torch.Tensor]  # per feature level, (n_images, dim) image features, rows = trial.image
     text_train: torch.Tensor | None = None  # (n_train_concepts, text_dim), rows = train concept ids
     text_val: torch.Tensor | None = None
     train_concepts: torch.Tensor | None = None  # per training trial: row in text_train
@@ -78,6 +79,7 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
     """
     was = model.training
     model.eval()
+    table = model.image_table(targets.levels)
     chunk = max(batch_size, embed_batch)
     heads = [model.heads(val.x[i : i + chunk], val.subject[i : i + chunk])
              for i in range(0, len(val), chunk)]
@@ -85,13 +87,13 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
     total = emb.new_zeros(())
     for start in range(0, len(val), batch_size):
         sl = slice(start, start + batch_size)
-        loss, _ = model.loss(emb[sl], targets.images[val.image[sl]], txt[sl], targets.text_val,
+        loss, _ = model.loss(emb[sl], table[val.image[sl]], txt[sl], targets.text_val,
                              None if targets.val_concepts is None else targets.val_concepts[sl],
                              mse_pred=mse[sl])
         total = total + loss * len(emb[sl])
     model.train(was)
     return {"val_loss": float(total) / max(len(val), 1),
-            "val_top1": retrieval_top1(emb, targets.images, val.image),
+            "val_top1": retrieval_top1(emb, table, val.image),
             "val_n_way": int(len(torch.unique(val.image)))}
 
 
@@ -124,7 +126,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     """
     from tqdm.auto import tqdm
 
-    dev = targets.images.device
+    dev = targets.levels[0].device
     workdir = Path(workdir) if workdir is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg)
@@ -158,7 +160,8 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
                 continue  # a lone trial has no negatives (and breaks batch norm)
             img = train.image[idx]
             emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
-            loss, parts = model.loss(emb, targets.images[img], txt, targets.text_train,
+            target = model.train_targets(targets.levels, img, idx, emb)
+            loss, parts = model.loss(emb, target, txt, targets.text_train,
                                      None if targets.train_concepts is None else targets.train_concepts[idx],
                                      mse_pred=mse)
             opt.zero_grad(set_to_none=True)
@@ -167,7 +170,13 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
             steps += 1
             for k, v in {"loss": loss.detach(), **parts}.items():
                 sums[k] = sums[k] + v if k in sums else v
-        logs = {k: float(v) / max(steps, 1) for k, v in sums.items()}
+        if steps == 0:
+            raise DataFormatError(
+                f"no training step in an epoch: {n} training samples with train.batch_size "
+                f"{cfg.batch_size}{' and train.drop_last' if cfg.drop_last else ''}; lower "
+                "train.batch_size (or set train.drop_last: false)")
+        logs = {k: float(v) / steps for k, v in sums.items()}
+        logs.update(model.image_side.summary())
         logs.update(validate(model, val, targets, cfg.batch_size))
         logs.update(epoch=epoch, temperature=model.loss.temperature, seconds=time.perf_counter() - t0)
         score = _score(logs, cfg.select_by)

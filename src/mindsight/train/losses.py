@@ -7,7 +7,8 @@ term that classifies each trial among the training concept names. The published 
 in named options (see ``configs/atm.yaml``, ``configs/nice.yaml``):
 
 - ``logit_scale='raw'`` (ATM): logits = s·⟨brain, unit image⟩ with the parameter s used as it is
-  (initially log(1/0.07) ≈ 2.66), not exponentiated;
+  (initially log(1/0.07) ≈ 2.66), not exponentiated; ``'softplus'`` (UBP): softplus(s) instead;
+  ``'unit'`` (multi-level blur): no scale at all, logits = ⟨brain, unit image⟩;
 - ``normalize_brain=False`` (ATM): the brain embedding enters the logits unnormalised;
 - ``text_loss='clip'`` (ATM): the text term is InfoNCE between each trial's brain embedding and
   the text embedding of its concept, within the batch, instead of a classification;
@@ -62,14 +63,27 @@ class ContrastiveLoss(nn.Module):
         self.mse_weight = 1.0 - self.clip_weight if mse_weight is None else float(mse_weight)
         self.text_weight = float(text_weight)
         self.exp = logit_scale == "exp"
+        self.kind = logit_scale
         self.normalize_brain = bool(normalize_brain)
         self.text_loss = text_loss
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)),
                                         requires_grad=learn_temperature)
 
     def scale(self) -> torch.Tensor:
-        """The factor the logits are multiplied by: exp(s) clamped at 100, or s itself."""
-        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() if self.exp else self.logit_scale
+        """The factor the logits are multiplied by: exp(s) clamped at 100, s itself,
+        softplus(s), or 1."""
+        if self.kind == "exp":
+            return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        if self.kind == "softplus":
+            return F.softplus(self.logit_scale)
+        if self.kind == "unit":
+            return self.logit_scale.new_ones(())
+        return self.logit_scale
+
+    def pair_logits(self, brain: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The diagonal of the CLIP term's logits: each brain embedding against its own target."""
+        b = F.normalize(brain, dim=1) if self.normalize_brain else brain
+        return self.scale() * (b * F.normalize(image, dim=1)).sum(1)
 
     @property
     def temperature(self) -> float:

@@ -17,6 +17,7 @@ from torch import nn
 
 from mindsight.encoders import build_encoder, needs_ch_names
 from mindsight.errors import DataFormatError
+from mindsight.train.image_side import build_image_side
 from mindsight.train.losses import ContrastiveLoss
 from mindsight.train.scaler import InputScaler
 
@@ -45,6 +46,14 @@ class ModelSpec:
     logit_scale: str = "exp"
     normalize_brain: bool = True
     text_loss: str = "concepts"
+    levels: list[str] = field(default_factory=list)  # 'model@view' feature levels (empty: image_model@sharp)
+    level_dims: list[int] = field(default_factory=list)  # their sizes (empty: [n_outputs])
+    image_side: str = "fixed"  # levels → targets (mindsight.train.image_side)
+    image_side_params: dict[str, Any] = field(default_factory=dict)
+    n_pairs: int = 0  # training samples (the state of image sides that track pairs, e.g. ubp)
+
+    def level_list(self) -> list[str]:
+        return list(self.levels) or [f"{self.image_model}@sharp"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +65,9 @@ class ModelSpec:
 
 class AlignmentModel(nn.Module):
     """scaler(x) → encoder → image embedding; text_head(embedding) → concept-name embedding
-    (optional). ``x`` is brain data in the unit of the training files.
+    (optional); image_side(levels) → the targets the image embedding aligns with (the image
+    features as they are, or a blur prior: :mod:`mindsight.train.image_side`). ``x`` is brain
+    data in the unit of the training files.
 
     Encoders that need the channel names (``needs_ch_names``) get ``spec.ch_names``. An encoder
     with ``forward_heads`` (the brain module) has a CLIP head and an MSE head: the loss's CLIP
@@ -76,6 +87,8 @@ class AlignmentModel(nn.Module):
                                      sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
         self.two_heads = hasattr(self.encoder, "forward_heads")  # a separate MSE head
         self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
+        self.image_side = build_image_side(spec.image_side, list(spec.level_dims) or [spec.n_outputs],
+                                           spec.n_outputs, spec.n_pairs, **spec.image_side_params)
         self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
                                     spec.learn_temperature, mse_weight=spec.mse_weight,
                                     logit_scale=spec.logit_scale,
@@ -139,3 +152,25 @@ class AlignmentModel(nn.Module):
             txt.append(t.float())
         self.train(was)
         return torch.cat(img), torch.cat(txt)
+
+    @torch.no_grad()
+    def image_table(self, levels: list[torch.Tensor], batch_size: int = 4096) -> torch.Tensor:
+        """The evaluation targets (n_images, n_outputs) of images with feature ``levels`` (one
+        (n_images, dim) tensor per level): what retrieval ranks brain embeddings against."""
+        was = self.image_side.training
+        self.image_side.eval()
+        n = len(levels[0])
+        out = torch.cat([self.image_side([lv[i : i + batch_size] for lv in levels])
+                         for i in range(0, n, batch_size)]) if n else levels[0][:, : self.spec.n_outputs]
+        self.image_side.train(was)
+        return out.float()
+
+    def train_targets(self, levels: list[torch.Tensor], images: torch.Tensor, pairs: torch.Tensor,
+                      brain: torch.Tensor) -> torch.Tensor:
+        """Training targets of a batch: samples ``pairs`` showing image rows ``images``, with
+        brain embeddings ``brain`` (CLIP head); image sides that adapt to each pair's match
+        (UBP) see the pair logits here."""
+        target = self.image_side.train_targets([lv[images] for lv in levels], pairs)
+        if self.image_side.observes:
+            self.image_side.observe(pairs, self.loss.pair_logits(brain.detach(), target.detach()))
+        return target

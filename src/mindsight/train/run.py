@@ -37,7 +37,7 @@ from mindsight.embed.base import (
     has_modality,
     resolve_device,
 )
-from mindsight.embed.features import FeatureTable, image_features, optional_text_features
+from mindsight.embed.features import FeatureTable, level_names, level_tables, optional_text_features
 from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
 from mindsight.errors import DataFormatError, LeakageError, MindsightError
 from mindsight.io.datasets import find_dataset, read_images, read_recording
@@ -166,15 +166,15 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     if cfg.data.images is None:
         raise DataFormatError("config: data.images is not set (pass --images DIR)")
     ENCODERS.entry(cfg.model.encoder)  # unknown names fail before any work
-    check_modality(cfg.model.image_model, "image")
+    check_method(cfg)
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     check_partitions(cfg, images, cache_dir=cache_dir)  # headers only: no test value is read
     _prepare_out(cfg, out, resume)
     device = resolve_device(cfg.train.device)
-    feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
-                           device=device, progress=progress)
+    feats = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device,
+                         progress=progress)
     texts, text_note = None, None
     if cfg.train.text_weight > 0:
         texts, text_note = training_texts(images["train"].concept_names, text_model, cache_dir, device)
@@ -187,6 +187,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
             "test_set": cfg.data.test_set,
             "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
             "encoder": cfg.model.encoder, "image_model": cfg.model.image_model,
+            "image_side": cfg.model.image_side, "levels": run_levels(cfg),
             "text_model": text_model if texts is not None else None, "text_note": text_note,
             "selection": "validation", "val_fraction": cfg.data.val_fraction,
             "train_trials": cfg.data.train_trials, "seeds": list(cfg.train.seeds),
@@ -209,6 +210,28 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     return out
 
 
+def run_levels(cfg: RunConfig) -> list[str]:
+    """The ``model@view`` feature levels of ``cfg`` (the image model's views, then the extra
+    models')."""
+    return level_names(cfg.model.image_model, cfg.model.image_views, cfg.model.extra_image_models)
+
+
+def check_method(cfg: RunConfig) -> None:
+    """Unknown image models, views or image sides fail before any work, listing the known ones;
+    a closed-form encoder cannot train a learned image side."""
+    from mindsight.train.image_side import IMAGE_SIDES
+
+    check_modality(cfg.model.image_model, "image")
+    for m in cfg.model.extra_image_models:
+        check_modality(m, "image")
+    run_levels(cfg)  # parses every view name
+    side = IMAGE_SIDES.entry(cfg.model.image_side)
+    if is_closed_form(cfg.model.encoder) and getattr(side.factory, "learned", False):
+        raise DataFormatError(f"config: encoder {cfg.model.encoder!r} is fitted in closed form and "
+                              f"cannot train the learned image side {cfg.model.image_side!r}; use "
+                              "model.image_side: fixed or a gradient-trained encoder")
+
+
 def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
                    device: str) -> tuple[FeatureTable | None, str | None]:
     """The concept-name features of the text term, or ``(None, reason)`` with one logged note
@@ -221,7 +244,7 @@ def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
     return texts, reason
 
 
-def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: FeatureTable,
+def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: list[FeatureTable],
                texts: FeatureTable | None, text_head: bool, text_model: str, device: str, *,
                resume: bool, progress: bool, cache_dir: Any,
                on_epoch_end: EpochCallback | None) -> dict[str, Any]:
@@ -238,9 +261,11 @@ def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, fea
 
 def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
                text_dim: int | None = None, text_weight: float | None = None,
-               image_model: str = "", text_model: str | None = None) -> ModelSpec:
+               image_model: str = "", text_model: str | None = None,
+               level_dims: list[int] | None = None, n_pairs: int = 0) -> ModelSpec:
     """What ``cfg`` builds for epochs shaped like ``rec`` (channels, times) and ``dim``-d image
-    embeddings: the encoder, its hyperparameters, the input scaler and the loss."""
+    embeddings: the encoder, its hyperparameters, the input scaler, the loss and the image side
+    over feature levels of sizes ``level_dims``."""
     tokens = ENCODERS.entry(cfg.model.encoder).tags.get("subjects") and cfg.model.subject_tokens
     return ModelSpec(
         encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
@@ -252,20 +277,25 @@ def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
         subjects=list(subjects) if tokens else [], image_model=image_model, text_model=text_model,
         scaler=cfg.data.scaler, clamp=cfg.data.clamp, mse_weight=cfg.train.mse_weight,
         logit_scale=cfg.train.logit_scale, normalize_brain=cfg.train.normalize_brain,
-        text_loss=cfg.train.text_loss,
+        text_loss=cfg.train.text_loss, levels=run_levels(cfg),
+        level_dims=list(level_dims) if level_dims else [dim], image_side=cfg.model.image_side,
+        image_side_params=dict(cfg.model.image_side_params), n_pairs=n_pairs,
     )
 
 
-def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
+def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[FeatureTable],
                   texts: FeatureTable | None = None, *, seed: int = 0, text_head: bool = True,
                   text_model: str | None = None, device: str = "cpu",
                   workdir: Path | None = None, resume: bool = False, progress: bool = False,
                   on_epoch_end: EpochCallback | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
     """Fit one model on the training recording ``rec`` (validation concepts split off inside).
 
-    ``feats`` rows follow ``rec.trials.image``; ``texts`` rows follow ``rec.concept_names``.
-    Returns the selected model and a summary of the fit.
+    ``feats`` (one table per feature level, or one table) rows follow ``rec.trials.image``;
+    ``texts`` rows follow ``rec.concept_names``. Returns the selected model and a summary of the
+    fit.
     """
+    tables = [feats] if isinstance(feats, FeatureTable) else list(feats)
+    feats = tables[0]
     train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed, by=cfg.data.val_split)
     if cfg.data.train_trials != "single":  # validation on averages for 'subsets' too
         val_rec = val_rec.average_repetitions()
@@ -275,7 +305,7 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
     to_tensors = subset_tensors if subsets else trial_tensors
     train = to_tensors(train_rec, len(feats)).to(device)
     val = trial_tensors(val_rec, len(feats)).to(device)
-    targets = Targets(images=torch.from_numpy(feats.features).to(device))
+    targets = Targets(levels=[torch.from_numpy(t.features).to(device) for t in tables])
     if texts is not None:
         table = torch.from_numpy(texts.features).to(device)
         tr_c, va_c = np.unique(train_rec.trials.concept), np.unique(val_rec.trials.concept)
@@ -286,7 +316,11 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable,
     spec = model_spec(cfg, rec, feats.dim, subjects=subjects,
                       text_dim=texts.dim if (texts is not None and text_head) else None,
                       text_weight=cfg.train.text_weight if texts is not None else 0.0,
-                      image_model=feats.model, text_model=text_model if texts is not None else None)
+                      image_model=feats.model, text_model=text_model if texts is not None else None,
+                      level_dims=[t.dim for t in tables], n_pairs=len(train))
+    if len(tables) != len(spec.level_list()):
+        raise DataFormatError(f"config names {len(spec.level_list())} feature levels "
+                              f"({', '.join(spec.level_list())}) but {len(tables)} tables were given")
     torch.manual_seed(seed)  # fresh initialisation for every fold
     model = AlignmentModel(spec).to(device)
     model.scaler.fit(train.x)  # training trials only: never validation or test statistics
@@ -315,12 +349,13 @@ def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTenso
     """Ridge: solve for every alpha, keep the best on validation top-1; then a least-squares
     text head (if any) from the predicted embeddings to the concept-name embeddings."""
     enc = model.encoder
+    table = model.image_table(targets.levels)  # a fixed image side: its evaluation targets
 
     def top1(pred: torch.Tensor, _: torch.Tensor) -> float:
-        return retrieval_top1(pred, targets.images, val.image)
+        return retrieval_top1(pred, table, val.image)
 
-    scores = enc.fit(model.scaler(train.x), targets.images[train.image], model.scaler(val.x),
-                     targets.images[val.image], top1)
+    scores = enc.fit(model.scaler(train.x), table[train.image], model.scaler(val.x),
+                     table[val.image], top1)
     if model.text_head is not None and targets.text_train is not None:
         emb, _ = model.embed(train.x, train.subject)
         design = torch.cat([emb, torch.ones(len(emb), 1, device=emb.device)], 1).double()

@@ -3,6 +3,7 @@
 ``clip-vit-h-14``  LAION ViT-H-14 (laion2b_s32b_b79k), 1024-d: ATM's features.
 ``clip-vit-l-14``  OpenAI ViT-L/14 (QuickGELU), 768-d: NICE's features (same weights as
                    transformers' ``openai/clip-vit-large-patch14`` image_embeds).
+``clip-rn50``      OpenAI RN50, 1024-d: UBP's and the multi-level blur paper's default.
 
 ``config=`` (an open_clip model config dict) builds the architecture with random weights through
 the same code path; it is how the tests exercise this backend offline.
@@ -80,3 +81,11 @@ def _vith14(device: str = "cpu", config: dict | None = None) -> OpenClip:
 )
 def _vitl14(device: str = "cpu", config: dict | None = None) -> OpenClip:
     return OpenClip("clip-vit-l-14", "ViT-L-14", "openai", device, config, quick_gelu=True)
+
+
+@EMBEDDERS.register(
+    "clip-rn50", modality="image+text", dim=1024, offline=False,
+    description="OpenAI CLIP RN50 (UBP's and multi-level blur's target space); needs the HF hub",
+)
+def _rn50(device: str = "cpu", config: dict | None = None) -> OpenClip:
+    return OpenClip("clip-rn50", "RN50", "openai", device, config, quick_gelu=True)
