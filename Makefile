@@ -25,7 +25,7 @@ export TOKENIZERS_PARALLELISM ?= false
 help:
 	@echo "make install   create $(VENV) and install mindsight with its dependencies"
 	@echo "make test      install, then run the test suite (what CI runs)"
-	@echo "make demo      install, then simulate data, train ATM + UBP + ridge, evaluate, reconstruct, write runs/demo/report.md"
+	@echo "make demo      install, then simulate data, train ATM + multi-level blur + ridge, evaluate, reconstruct, write runs/demo/report.md"
 	@echo "make lint      ruff over src/ tests/ benchmarks/"
 	@echo "make bench     install, then run the benchmarks (results go to benchmarks/results/)"
 	@echo "make clean     remove $(VENV) and caches"

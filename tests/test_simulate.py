@@ -294,9 +294,9 @@ def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
         assert f"]({fig})" in report and (out / fig).stat().st_size > 5000
     assert "ceiling" in report
     # the blur-prior method next to ATM and ridge, on the simulator's cached acuity views
-    assert set(saved["methods"]) == {"atm", "ubp", "ridge"}
+    assert set(saved["methods"]) == {"atm", "multiblur", "ridge"}
     assert "## Methods on the same data" in report and "foveated-k41" in report
-    assert (out / "method-ubp" / "metrics.json").is_file()
+    assert (out / "method-multiblur" / "metrics.json").is_file()
     # the reconstruction step: images, grid, metrics of every condition, and the report section
     rec = json.loads((out / "reconstruction" / "builtin" / "reconstruction.json").read_text())
     assert set(rec["metrics"]) == {"reconstructed", "upper_bound", "chance", "blurry"}

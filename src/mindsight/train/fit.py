@@ -156,8 +156,9 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         steps = 0
         for start in range(0, n, cfg.batch_size):
             idx = perm[start : start + cfg.batch_size]
-            if len(idx) < 2 or (cfg.drop_last and len(idx) < cfg.batch_size):
-                continue  # a lone trial has no negatives (and breaks batch norm)
+            if len(idx) < 2 or (cfg.drop_last and len(idx) < cfg.batch_size <= n):
+                continue  # a lone trial has no negatives (and breaks batch norm); drop_last
+                #           skips a partial last batch, unless the whole set is smaller than one
             img = train.image[idx]
             emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
             target = model.train_targets(targets.levels, img, idx, emb)
@@ -172,9 +173,8 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
                 sums[k] = sums[k] + v if k in sums else v
         if steps == 0:
             raise DataFormatError(
-                f"no training step in an epoch: {n} training samples with train.batch_size "
-                f"{cfg.batch_size}{' and train.drop_last' if cfg.drop_last else ''}; lower "
-                "train.batch_size (or set train.drop_last: false)")
+                f"no training step in an epoch: {n} training sample(s); a contrastive step "
+                "needs at least 2")
         logs = {k: float(v) / steps for k, v in sums.items()}
         logs.update(model.image_side.summary())
         logs.update(validate(model, val, targets, cfg.batch_size))
