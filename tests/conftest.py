@@ -27,3 +27,15 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def cache_dir(_private_cache) -> Path:
     return _private_cache
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny tensors: threading only adds overhead there (and
+    stalls on a busy 2-core machine). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,13 +18,7 @@ AUTHORS = {  # the authors' input shapes, with a 1024-d (CLIP RN50) embedding
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: threading only adds overhead (and stalls on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest)
 
 
 @pytest.mark.parametrize("name", ["ubp", "multiblur"])

@@ -22,13 +22,7 @@ DIM = 32  # the tiny IP-Adapter's embedding size
 SIZE = 64  # the tiny generators' image size
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: threading only adds overhead (and stalls on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest)
 
 
 @pytest.fixture(scope="module")

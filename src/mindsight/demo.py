@@ -101,9 +101,7 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
                  rec: dict[str, Any] | None = None) -> Path:
     """``report.md`` with the headline numbers, the protocol, four figures and (if ``rec``) the
     reconstruction section."""
-    import torch
 
-    from mindsight.embed.features import image_features
     from mindsight.evaluate.report import (
         plot_accuracy,
         plot_repetitions,
@@ -115,17 +113,14 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
     from mindsight.train.checkpoint import load_tensors
 
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)["test"]
-    methods = m.get("methods") or {"atm": {"top1": m["top1"], "top5": m["top5"], "run": "."}}
+    methods = m["methods"]
     best = max((k for k in methods if k != "ridge"), key=lambda k: methods[k]["top1"])
     best_run = out / methods[best]["run"]
     fold = best_run / "folds" / json.loads((best_run / "metrics.json").read_text())["folds"][0]["fold"]
     emb, _ = load_tensors(fold / "test_embeddings.safetensors")
-    table = emb.get("image_table")
-    if table is None:  # evaluated before image tables were saved: the sharp features
-        table = torch.from_numpy(image_features(images, cfg.model.image_model, cache_dir=cache_dir,
-                                                progress=False).features)
     figs = {
-        "retrievals": plot_retrievals(emb["embeddings"], table, images.paths, out / "retrievals.png"),
+        "retrievals": plot_retrievals(emb["embeddings"], emb["image_table"], images.paths,
+                                      out / "retrievals.png"),
         "accuracy": plot_accuracy(m, out / "accuracy.png"),
         "training": plot_training({f["fold"]: json.loads((out / "folds" / f["fold"] / "fold.json").read_text())["history"]
                                    for f in m["folds"]}, out / "training.png"),
@@ -138,8 +133,7 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
              f"**{m['n_way']}-way top-1: {100 * m['top1']:.1f} %** (top-5 {100 * m['top5']:.1f} %); "
              f"ridge baseline {100 * m['baselines']['ridge']['top1']:.1f} %; ideal-observer ceiling "
              f"{100 * m['ceiling_top1']:.1f} %; chance {100 * m['chance_top1']:.1f} %.", ""]
-    if "methods" in m:
-        lines += methods_section(m, best)
+    lines += methods_section(m, best)
     for title, columns, rows in summary_tables(m):
         lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
@@ -180,7 +174,7 @@ def methods_section(m: dict[str, Any], best: str) -> list[str]:
     if levels:
         lines += [f"`{DEMO_METHOD}` here is `configs/{DEMO_METHOD}.yaml` adapted to the demo data "
                   f"({'; '.join(f'`{o}`' for o in DEMO_METHOD_OVERRIDES)}): its feature levels "
-                  f"({', '.join(levels)}) are the simulator's own acuity views, whose features the "
+                  f"({', '.join(levels)}) are the sharp picture and the simulator's own acuity views, whose features the "
                   "simulator had already computed, so the method is shown what the simulated brain "
                   "sees (the levels' weights are learned, nothing tells it which one the brain used). "
                   "`python benchmarks/bench_simulator.py --decoders` runs every method as published "

@@ -30,6 +30,7 @@ class AnalysisSetup:
     train_table: Any = None  # retrain only: training image features
     retrain_cfg: RunConfig | None = None  # retrain only: the run's config with the overrides
     test_levels: list[torch.Tensor] | None = None  # the test images' feature levels (image side input)
+    model: Any = None  # the fold's selected model (AlignmentModel)
 
     def targets(self, model: Any) -> torch.Tensor:
         """The test image targets of ``model`` (a retrained one has its own image side)."""
@@ -58,7 +59,7 @@ def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: 
     feats = model.image_table(levels)
     test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
     out = AnalysisSetup(cfg, fold, fold_dir, images, feats, test, trial_tensors(test, len(feats)),
-                        test_levels=levels)
+                        test_levels=levels, model=model)
     if mode == "retrain":
         out.train_table = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device)
         out.train_rec = load_training(cfg, fold, images, cache_dir, progress)

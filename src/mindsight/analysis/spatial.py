@@ -60,7 +60,6 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
     from tqdm.auto import tqdm
 
     from mindsight.analysis.common import setup
-    from mindsight.evaluate.run import load_model
     from mindsight.train.run import fit_recording
 
     run_dir = Path(run_dir)
@@ -68,7 +67,7 @@ def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: 
     fold, feats, test, t = s.fold, s.feats, s.test, s.t
     train_rec, train_table, wcfg = s.train_rec, s.train_table, s.retrain_cfg
     groups = channel_regions(test.ch_names)
-    model = load_model(s.fold_dir, device)
+    model = s.model
     result: dict[str, Any] = {
         "analysis": "spatial", "fold": fold.name,
         "mode": ("evaluation only: the run's model, channels outside the region set to 0 "

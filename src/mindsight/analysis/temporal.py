@@ -79,7 +79,6 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     from tqdm.auto import tqdm
 
     from mindsight.analysis.common import neutral_input, setup
-    from mindsight.evaluate.run import load_model
     from mindsight.train.run import fit_recording
 
     run_dir = Path(run_dir)
@@ -87,7 +86,7 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
     fold, images, feats, test, t = s.fold, s.images, s.feats, s.test, s.t
     train_rec, train_table, wcfg = s.train_rec, s.train_table, s.retrain_cfg
     windows = {k: make_windows(test.times, k, length, stride, tmin, tmax) for k in ("sliding", "growing")}
-    model = load_model(s.fold_dir, device) if mode == "mask" else None
+    model = s.model if mode == "mask" else None
     result: dict[str, Any] = {
         "analysis": "temporal", "fold": fold.name,
         "mode": ("evaluation only: the run's model, samples outside the window set to 0 "

@@ -66,8 +66,7 @@ def trained_fold(run_dir: Path, fold: Fold) -> tuple[Path, dict[str, Any]]:
 def _check_compatible(model: AlignmentModel, rec: Recording, tables: list[FeatureTable],
                       where: Path) -> None:
     spec = model.spec
-    dims = list(spec.level_dims) or [spec.n_outputs]
-    for level, table, dim in zip(spec.level_list(), tables, dims, strict=True):
+    for level, table, dim in zip(spec.level_list(), tables, spec.level_dim_list(), strict=True):
         if table.dim != dim:
             raise DataFormatError(
                 f"{where}: embedding size mismatch: the checkpoint was trained on {dim}-d "

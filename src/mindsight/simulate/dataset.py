@@ -57,7 +57,7 @@ ACUITY_KERNELS = (21, 41, 61)  # foveated-blur Gaussian kernels at 224 px: the f
 FRONT_END = ("perceptual front-end: the brain sees a low-acuity view of the picture. The mid- and "
              "high-level features are EfficientNet-Lite0's of UBP's foveated blur of the picture "
              "(FoveaBlur: the picture and its Gaussian blur mixed by a radial mask, sharp at fixation, "
-             "blurrier towards the edges; the kernel at 224 px scaled to the picture's size), computed "
+             "blurrier towards the edges; the image view foveated-kK, on the picture resized to 224 px), computed "
              "at each acuity level and projected on the PCA basis and z-scoring of the sharp pictures' "
              "features; one level is drawn uniformly at random per trial (fixation and attention vary). "
              "Pixel statistics (low) and the semantic level are those of the sharp picture and the name. "

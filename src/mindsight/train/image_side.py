@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mindsight.errors import DataFormatError
 from mindsight.registry import Registry
 
 IMAGE_SIDES: Registry[nn.Module] = Registry("image side (method)")
@@ -81,8 +82,6 @@ class UncertaintyBlurPrior(ImageSide):
                  gamma: float = 0.3, z: float = 1.959964, eval_level: int = 1) -> None:
         super().__init__(level_dims, n_outputs, n_pairs)
         if len(level_dims) < 3:
-            from mindsight.errors import DataFormatError
-
             raise DataFormatError(f"image side 'ubp' needs three levels (low, medium, high blur; "
                                   f"model.image_views: [ubp]), got {len(level_dims)}")
         self.gamma, self.z, self.eval_level = float(gamma), float(z), int(eval_level)
@@ -98,14 +97,14 @@ class UncertaintyBlurPrior(ImageSide):
 
     @torch.no_grad()
     def observe(self, pairs: torch.Tensor, logits: torch.Tensor) -> None:
-        self.level[pairs] = self.select(logits, self.sim[pairs])
-        self.sim[pairs] = self.gamma * logits + (1 - self.gamma) * self.sim[pairs]
+        ema = self.gamma * logits + (1 - self.gamma) * self.sim[pairs]
+        self.level[pairs] = self.select(logits, ema)
+        self.sim[pairs] = ema
 
-    def select(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """UBP's rule: the batch's EMA values set the bounds mean ± z·std (sample std); pairs
-        whose *current* logit is above the upper bound get level 0 (less blur), below the lower
-        bound level 2 (more blur), the rest level 1."""
-        ema = self.gamma * logits + (1 - self.gamma) * previous
+    def select(self, logits: torch.Tensor, ema: torch.Tensor) -> torch.Tensor:
+        """UBP's rule: the batch's EMA values ``ema`` set the bounds mean ± z·std (sample std);
+        pairs whose *current* logit is above the upper bound get level 0 (less blur), below the
+        lower bound level 2 (more blur), the rest level 1."""
         mean, std = ema.mean(), ema.std() if len(ema) > 1 else ema.new_zeros(())
         out = torch.ones_like(logits, dtype=torch.long)
         out[logits > mean + self.z * std] = 0
@@ -154,8 +153,6 @@ class MultiLevelBlur(ImageSide):
 def build_image_side(name: str, level_dims: list[int], n_outputs: int, n_pairs: int = 0,
                      **params: Any) -> ImageSide:
     """Image side ``name`` for levels of sizes ``level_dims``; an unknown name lists the others."""
-    from mindsight.errors import DataFormatError
-
     entry = IMAGE_SIDES.entry(name)
     try:
         return entry.factory(level_dims, n_outputs, n_pairs, **params)

@@ -55,6 +55,9 @@ class ModelSpec:
     def level_list(self) -> list[str]:
         return list(self.levels) or [f"{self.image_model}@sharp"]
 
+    def level_dim_list(self) -> list[int]:
+        return list(self.level_dims) or [self.n_outputs]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -87,7 +90,7 @@ class AlignmentModel(nn.Module):
                                      sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
         self.two_heads = hasattr(self.encoder, "forward_heads")  # a separate MSE head
         self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
-        self.image_side = build_image_side(spec.image_side, list(spec.level_dims) or [spec.n_outputs],
+        self.image_side = build_image_side(spec.image_side, spec.level_dim_list(),
                                            spec.n_outputs, spec.n_pairs, **spec.image_side_params)
         self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
                                     spec.learn_temperature, mse_weight=spec.mse_weight,
