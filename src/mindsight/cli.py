@@ -197,11 +197,11 @@ def import_features_cmd(
 def models() -> None:
     """List the registered image/text embedders and brain encoders."""
     from mindsight.embed import EMBEDDERS
-    from mindsight.embed.base import _ensure_backends
+    from mindsight.embed.base import load_backends
     from mindsight.encoders import ENCODERS, build_encoder, count_parameters, needs_ch_names
     from mindsight.io.things_eeg2 import CH_NAMES_63
 
-    _ensure_backends()
+    load_backends()
     rows = [{"name": e.name, "modality": e.tags["modality"], "dim": e.tags["dim"],
              "offline": "yes" if e.tags["offline"] else "needs hub", "description": e.description}
             for e in EMBEDDERS]
@@ -555,7 +555,7 @@ def doctor(
 
 def main() -> None:
     """Console entry point: run the app, turning mindsight errors into one-line messages."""
-    from mindsight._logging import enable_console
+    from mindsight.output import enable_console
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     enable_console()

@@ -12,6 +12,11 @@ class DataFormatError(MindsightError, ValueError):
     """A file exists but does not hold what its layout promises (key, shape, dtype, values)."""
 
 
+class ConfigError(MindsightError, ValueError):
+    """A run configuration (YAML, ``--set``, flags or arguments) names an impossible value; the
+    message names the key and the accepted values."""
+
+
 class MissingFileError(MindsightError, FileNotFoundError):
     """A file or directory the layout needs is not there."""
 

@@ -96,9 +96,9 @@ def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, 
 
 def plot_repetition_curve(result: dict[str, Any], path: Path) -> Path:
     """Top-1 and top-5 with their 95 % bands per fold's mean, against n (log scale), and chance."""
-    from mindsight.evaluate.report import _pyplot, _save
+    from mindsight.plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=120)
     n = result["n"]
     for key, colour in (("top1", "tab:blue"), ("top5", "tab:orange")):
@@ -114,4 +114,4 @@ def plot_repetition_curve(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"retrieval vs. repetitions ({len(result['folds'])} fold(s); dashed: chance)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -111,10 +111,10 @@ def plot_spatial(result: dict[str, Any], ch_names: tuple[str, ...], sfreq: float
     """Per-region top-1 bars (with the permutation band and chance) beside the importance topomap."""
     import mne
 
-    from mindsight.evaluate.report import _pyplot, _save
+    from mindsight.plotting import pyplot, save_figure
     from mindsight.sensors import make_info
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(8, 3.4), dpi=120,
                                      gridspec_kw={"width_ratios": [1.4, 1]})
     names = list(result["regions"])
@@ -135,4 +135,4 @@ def plot_spatial(result: dict[str, Any], ch_names: tuple[str, ...], sfreq: float
     fig.colorbar(im, ax=ax_map, shrink=0.7, label="margin drop")
     ax_map.set_title("channel importance (occlusion)", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

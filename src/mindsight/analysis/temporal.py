@@ -134,9 +134,9 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
 def plot_temporal(result: dict[str, Any], path: Path) -> Path:
     """Top-1 of sliding (at window centres) and growing windows (at their ends), with the
     permutation band and chance."""
-    from mindsight.evaluate.report import _pyplot, _save
+    from mindsight.plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
     for kind, colour, where in (("sliding", "tab:blue", lambda r: (r["start"] + r["end"]) / 2),
                                 ("growing", "tab:orange", lambda r: r["end"])):
@@ -152,4 +152,4 @@ def plot_temporal(result: dict[str, Any], path: Path) -> Path:
                  fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -96,25 +96,26 @@ def open_image(image: ImageLike) -> Any:
 EMBEDDERS: Registry[Embedder] = Registry("embedder")
 
 
-def _ensure_backends() -> None:
+def load_backends() -> None:
+    """Import the embedder backends, which register themselves in :data:`EMBEDDERS`."""
     from mindsight.embed import backends  # noqa: F401  (registers on import)
 
 
 def load_embedder(name: str, device: str = "cpu", **kwargs: Any) -> Embedder:
     """Build a registered embedder by name (``mindsight models`` lists them)."""
-    _ensure_backends()
+    load_backends()
     return EMBEDDERS.build(name, device=resolve_device(device), **kwargs)
 
 
 def embedder_names(modality: str) -> list[str]:
     """Registered embedders of ``modality`` ('image' or 'text')."""
-    _ensure_backends()
+    load_backends()
     return [e.name for e in EMBEDDERS if modality in e.tags["modality"]]
 
 
 def has_modality(name: str, modality: str) -> bool:
     """Whether registered embedder ``name`` embeds ``modality`` (an unknown name lists all)."""
-    _ensure_backends()
+    load_backends()
     return modality in EMBEDDERS.entry(name).tags["modality"]
 
 

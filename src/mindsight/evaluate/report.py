@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mindsight._atomic import atomic_path
+from mindsight.plotting import pyplot, save_figure
 
 
 def _pct(x: float | None) -> str:
@@ -66,29 +66,9 @@ def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[dict[st
     return tables
 
 
-def _pyplot() -> Any:
-    """matplotlib.pyplot on the non-interactive backend (figures are only written to files)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
-    plt = _pyplot()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
-
-
 def plot_repetitions(m: dict[str, Any], path: str | Path) -> Path:
     """Top-1/top-5 against the number of averaged test repetitions, with chance."""
-    plt = _pyplot()
+    plt = pyplot()
     rep = m["repetitions"]
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     ax.plot(rep["n"], [100 * v for v in rep["top1"]], "o-", label="top-1")
@@ -99,13 +79,13 @@ def plot_repetitions(m: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel(f"{m['n_way']}-way accuracy (%)")
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_retrievals(embeddings: Any, features: Any, image_paths: list[Path], path: str | Path,
                     n_examples: int = 6, seed: int = 0) -> Path:
     """Example test stimuli (left) with their top-5 retrieved test images; green = correct."""
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
     from PIL import Image
 
@@ -131,12 +111,12 @@ def plot_retrievals(embeddings: Any, features: Any, image_paths: list[Path], pat
         axes[0, c].set_title(title, fontsize=9)
     fig.suptitle("retrieval from EEG among the test images (green: the seen image)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy(m: dict[str, Any], path: str | Path) -> Path:
     """Top-1 accuracy per k-way against chance, and n-way against baselines and the ceiling."""
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.2), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
     ks = [int(k) for k in m.get("k_way", {}) if int(k) < m["n_way"]] + [m["n_way"]]
@@ -161,12 +141,12 @@ def plot_accuracy(m: dict[str, Any], path: str | Path) -> Path:
     b.set_xticks(range(len(vals)), names)
     b.set_title(f"{m['n_way']}-way top-1 (%)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training(histories: dict[str, list[dict[str, float]]], path: str | Path) -> Path:
     """Training and validation loss and validation top-1 per epoch, one line per fold."""
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3), dpi=120)
     for name, hist in histories.items():
@@ -180,4 +160,4 @@ def plot_training(histories: dict[str, list[dict[str, float]]], path: str | Path
     b.set_xlabel("epoch")
     b.set_ylabel("validation top-1 (%)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
-from mindsight._logging import logger
 from mindsight.config import RunConfig
 from mindsight.embed.base import has_modality, resolve_device
 from mindsight.embed.features import FeatureTable, level_tables, optional_text_features
@@ -27,6 +26,7 @@ from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
 from mindsight.io.datasets import read_images
+from mindsight.output import logger
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import load_tensors, save_tensors
 from mindsight.train.data import trial_tensors

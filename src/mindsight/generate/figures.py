@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mindsight.evaluate.report import _pyplot, _save
+from mindsight.plotting import pyplot, save_figure
 
 
 def _show(ax: Any, image: Any, title: str | None = None, colour: str | None = None) -> None:
@@ -34,7 +34,7 @@ def plot_reconstructions(path: str | Path, seen: list[Path], result: Any, upper:
                          top5: list[list[Path]], n: int = 8) -> Path:
     """One row per test item (``n`` spread evenly over the set): seen, blurry (if any),
     reconstructed, upper bound, 5 retrieved."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = min(n, len(seen))
     pick = np.linspace(0, len(seen) - 1, rows).round().astype(int)
     heads = ["seen"] + (["blurry (EEG)"] if result.blurry is not None else []) + ["reconstructed (EEG)",
@@ -52,7 +52,7 @@ def plot_reconstructions(path: str | Path, seen: list[Path], result: Any, upper:
     fig.suptitle("reconstruction from EEG (left) and retrieval among the test images (right, green: the seen image)",
                  fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 METRIC_LABELS = [("pixcorr", "PixCorr ↑"), ("ssim", "SSIM ↑"), ("alexnet2", "AlexNet(2) ↑"),
@@ -63,7 +63,7 @@ METRIC_LABELS = [("pixcorr", "PixCorr ↑"), ("ssim", "SSIM ↑"), ("alexnet2", 
 
 def plot_metrics(path: str | Path, metrics: dict[str, dict[str, Any]], keys: list[tuple[str, str]]) -> Path:
     """Bars per metric for each condition (reconstructed, upper bound, chance, …)."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = [(k, lab) for k, lab in keys if any(m.get(k) is not None for m in metrics.values())]
     fig, axes = plt.subplots(1, len(keys), figsize=(1.9 * len(keys), 2.6), dpi=120)
     axes = np.atleast_1d(axes)
@@ -77,4 +77,4 @@ def plot_metrics(path: str | Path, metrics: dict[str, dict[str, Any]], keys: lis
         if k in ("alexnet2", "alexnet5", "inception", "clip") or k.endswith("_2way"):
             ax.axhline(0.5, color="k", lw=0.8, ls="--")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -123,7 +123,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
                                 device=device, progress=progress)
     model = load_model(fold_dir, device)
     if model.spec.image_side != "fixed" or len(model.spec.level_list()) > 1:
-        from mindsight._logging import logger
+        from mindsight.output import logger
 
         logger.warning("%s: the model aligns with %s targets of %d feature levels, not with the sharp "
                        "%s features the prior and generator are conditioned on; reconstructions use its "

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from mindsight._atomic import write_json
-from mindsight._logging import logger
 from mindsight.config import RunConfig
 from mindsight.embed.base import (
     DEFAULT_TEXT_MODEL,
@@ -42,6 +41,7 @@ from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
 from mindsight.errors import DataFormatError, LeakageError, MindsightError
 from mindsight.io.datasets import find_dataset, read_images, read_recording
 from mindsight.io.images import ImageSet
+from mindsight.output import logger
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.checks import check_partitions

@@ -82,7 +82,7 @@ def channel_correlation(sample: np.ndarray) -> float:
 
 
 def _note_if_unwhitened(sample: np.ndarray) -> None:
-    from mindsight._logging import logger
+    from mindsight.output import logger
 
     r = channel_correlation(sample[:: max(1, len(sample) // 200_000)])
     if r > CORRELATED:
