@@ -31,3 +31,8 @@ class WeightsUnavailableError(MindsightError, RuntimeError):
 
 class LeakageError(MindsightError, ValueError):
     """An evaluation would let test data select a model, or mix training and test concepts."""
+
+
+class ContractError(MindsightError, TypeError):
+    """A registered extension (encoder, dataset, view, generator, analysis) breaks the contract
+    of its base class: raised at import, when the class is registered."""

@@ -1,17 +1,60 @@
-"""A small name → constructor registry, shared by embedders and (later) brain encoders.
+"""Registries: a name → class (or factory) table per kind of extension, and the contracts the
+registered classes must keep.
+
+Every kind of extension (brain encoder, dataset, image view, image side, generator, analysis) is
+one file holding one class, and one line registering it. A registry made with ``base=`` checks
+the class when it is registered, so a class missing a declared capability fails at import, not
+halfway through a run:
+
+* it must subclass ``base``;
+* it must set every name in ``base.declares`` (the capabilities each subclass states, e.g.
+  ``closed_form`` of an encoder) in its own class body or a parent's, not just inherit ``None``;
+* it must implement every abstract method of ``base``.
 
 Every failed lookup lists the available names, so a typo on the command line is a one-step fix.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from mindsight.errors import UnknownNameError
+from mindsight.errors import ContractError, UnknownNameError
 
 T = TypeVar("T")
+
+
+class Contract:
+    """Mixin of the base classes of registered extensions.
+
+    ``declares`` lists the class attributes every registered subclass must set (to any value but
+    ``None``); ``check_contract`` raises :class:`ContractError` naming what is missing. Subclasses
+    of a base can add their own checks by overriding ``check_contract`` (calling ``super()``).
+    """
+
+    declares: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_contract(cls) -> None:
+        missing = [name for name in cls.declares if getattr(cls, name, None) is None]
+        if missing:
+            raise ContractError(
+                f"{cls.__module__}.{cls.__qualname__} does not declare {', '.join(missing)} "
+                f"(every registered {_base_name(cls)} must set these class attributes)")
+        if inspect.isabstract(cls):
+            names = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+            raise ContractError(
+                f"{cls.__module__}.{cls.__qualname__} does not implement {names} "
+                f"(abstract in {_base_name(cls)})")
+
+
+def _base_name(cls: type) -> str:
+    for base in cls.__mro__[1:]:
+        if Contract in base.__bases__:
+            return base.__name__
+    return "extension"
 
 
 @dataclass(frozen=True)
@@ -23,24 +66,42 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Maps short names to factories. ``kind`` names what is registered, for error messages."""
+    """Maps short names to classes or factories. ``kind`` names what is registered, for error
+    messages; with ``base`` every registered object must be a subclass of it that keeps its
+    contract (:class:`Contract`)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, base: type | None = None) -> None:
         self.kind = kind
+        self.base = base
         self._entries: dict[str, Entry[T]] = {}
 
     def register(
         self, name: str, *, description: str = "", **tags: Any
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``@REGISTRY.register("name", description=...)`` over a factory."""
+        """Decorator: ``@REGISTRY.register("name", description=...)`` over a class or factory.
+        Without ``description`` a class's docstring's first line is used."""
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, factory, description, dict(tags))
+                raise ContractError(f"{self.kind} {name!r} is registered twice")
+            self.check(name, factory)
+            desc = description or _first_line(getattr(factory, "__doc__", None))
+            self._entries[name] = Entry(name, factory, desc, dict(tags))
             return factory
 
         return deco
+
+    def check(self, name: str, obj: Any) -> None:
+        """Raise :class:`ContractError` unless ``obj`` may be registered as ``name``."""
+        if self.base is None:
+            return
+        if not (inspect.isclass(obj) and issubclass(obj, self.base)):
+            raise ContractError(
+                f"{self.kind} {name!r}: {obj!r} is not a subclass of {self.base.__name__}; "
+                f"every {self.kind} is a {self.base.__name__} subclass")
+        check = getattr(obj, "check_contract", None)
+        if check is not None:
+            check()
 
     def entry(self, name: str) -> Entry[T]:
         try:
@@ -49,6 +110,10 @@ class Registry(Generic[T]):
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}"
             ) from None
+
+    def get(self, name: str) -> Callable[..., T]:
+        """The registered class (or factory) of ``name``; an unknown name lists the known ones."""
+        return self.entry(name).factory
 
     def build(self, name: str, **kwargs: Any) -> T:
         return self.entry(name).factory(**kwargs)
@@ -66,3 +131,10 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[Entry[T]]:
         return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0].strip()
