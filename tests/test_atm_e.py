@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mindsight.encoders import ENCODERS, build_encoder, count_parameters
-from mindsight.errors import DataFormatError, UnknownNameError
+from mindsight.errors import ConfigError, DataFormatError, UnknownNameError
 
 PAPER = {"n_chans": 63, "n_times": 250, "sfreq": 250.0, "n_outputs": 1024}
 SMALL = {"n_chans": 17, "n_times": 100, "sfreq": 100.0, "n_outputs": 32}
@@ -74,7 +74,7 @@ def test_eegnet_gives_1440_raw_features_and_the_embedding_has_its_size(paper_mod
 
 
 def test_no_subject_tokens_and_subject_is_ignored():
-    assert not ENCODERS.entry("atm-e").tags.get("subjects")
+    assert not ENCODERS.get("atm-e").subject_layers
     torch.manual_seed(0)
     model = build_encoder("atm-e", **SMALL).eval()
     x = torch.randn(2, 17, 100)
@@ -105,7 +105,7 @@ def test_too_short_epochs_are_a_clear_error():
 
 
 def test_heads_must_divide_the_channel_count():
-    with pytest.raises(DataFormatError, match="n_heads"):
+    with pytest.raises(ConfigError, match="n_heads"):
         build_encoder("atm-e", n_heads=2, **SMALL)
 
 

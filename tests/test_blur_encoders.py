@@ -9,7 +9,7 @@ import torch
 
 from mindsight.encoders import build_encoder, count_parameters
 from mindsight.encoders.blur import UBP, MultiBlur
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError
 from mindsight.train.losses import clip_loss
 
 AUTHORS = {  # the authors' input shapes, with a 1024-d (CLIP RN50) embedding
@@ -94,12 +94,12 @@ def test_without_the_constraint_weights_may_be_negative():
 def test_build_encoder_checks_hyperparameters():
     model = build_encoder("ubp", n_chans=17, n_times=100, sfreq=100.0, n_outputs=16, dropout=0.1)
     assert model.projector.blocks[0][2].p == pytest.approx(0.1)
-    with pytest.raises(DataFormatError, match="'ubp'.*bad hyperparameters"):
+    with pytest.raises(ConfigError, match="'ubp'.*bad hyperparameters"):
         build_encoder("ubp", n_chans=17, n_times=100, sfreq=100.0, n_outputs=16, drop_proj=0.3)
-    with pytest.raises(DataFormatError, match="'multiblur'.*bad hyperparameters"):
+    with pytest.raises(ConfigError, match="'multiblur'.*bad hyperparameters"):
         build_encoder("multiblur", n_chans=17, n_times=100, sfreq=100.0, n_outputs=16,
                       embed_dim=200)
-    with pytest.raises(DataFormatError, match="'multiblur'.*'hidden' must be int"):
+    with pytest.raises(ConfigError, match="'multiblur'.*'hidden' must be int"):
         build_encoder("multiblur", n_chans=17, n_times=100, sfreq=100.0, n_outputs=16,
                       hidden="wide")
 

@@ -23,7 +23,7 @@ from mindsight.embed.views import (
     opencv_sigma,
 )
 from mindsight.errors import (
-    DataFormatError,
+    ConfigError,
     MissingFileError,
     UnknownNameError,
     WeightsUnavailableError,
@@ -160,7 +160,7 @@ def test_ubp_rule_picks_the_expected_levels_on_a_hand_made_batch():
 
 
 def test_ubp_needs_three_levels_and_unknown_sides_are_listed():
-    with pytest.raises(DataFormatError, match="three levels"):
+    with pytest.raises(ConfigError, match="three levels"):
         build_image_side("ubp", [4], 4)
     with pytest.raises(UnknownNameError, match="available: fixed, ubp, multiblur"):
         build_image_side("blurry", [4], 4)
@@ -181,7 +181,7 @@ def test_multiblur_mixes_levels_per_dimension_and_projects_other_sizes():
 
 def test_closed_form_encoders_refuse_a_learned_image_side():
     cfg = RunConfig.from_dict({"model": {"encoder": "ridge", "image_side": "multiblur"}})
-    with pytest.raises(DataFormatError, match="closed form"):
+    with pytest.raises(ConfigError, match="closed form"):
         check_method(cfg)
     with pytest.raises(UnknownNameError, match="available: fixed, ubp, multiblur"):
         check_method(RunConfig.from_dict({"model": {"image_side": "blur-prior"}}))

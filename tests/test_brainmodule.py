@@ -9,7 +9,7 @@ import torch
 
 from mindsight.config import TrainConfig
 from mindsight.encoders import build_encoder, count_parameters
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError, DataFormatError
 from mindsight.io.things_eeg2 import CH_NAMES_63
 from mindsight.sensors import ctf_271
 from mindsight.train.data import TrialTensors
@@ -90,7 +90,7 @@ def test_spatial_attention_needs_known_channel_names():
         build_encoder("brainmodule", ch_names=["Oz", "E1", "E2"], **shape)
     with pytest.raises(DataFormatError, match="2 channel names for 3 channels"):
         build_encoder("brainmodule", ch_names=["Oz", "Pz"], **shape)
-    with pytest.raises(DataFormatError, match="aggregation"):
+    with pytest.raises(ConfigError, match="aggregation"):
         build_encoder("brainmodule", ch_names=["Oz", "Pz", "Cz"], aggregation="max", **shape)
     off = build_encoder("brainmodule", spatial_attention=False, **shape)  # no positions needed
     assert off.merger is None and off(torch.randn(2, 3, 40)).shape == (2, 8)
@@ -168,5 +168,5 @@ def test_checkpoint_round_trip_gives_identical_outputs(trained):
     clip, _ = model.embed(test.x, test.subject)
     mse, _ = model.embed(test.x, test.subject, head="mse")
     assert not torch.allclose(clip, mse)
-    with pytest.raises(DataFormatError, match="head"):
+    with pytest.raises(ConfigError, match="head"):
         model.embed(test.x, test.subject, head="text")

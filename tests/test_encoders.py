@@ -12,7 +12,7 @@ from mindsight.encoders import (
     encoder_names,
     needs_ch_names,
 )
-from mindsight.errors import DataFormatError, UnknownNameError
+from mindsight.errors import ConfigError, UnknownNameError
 from mindsight.io.things_eeg2 import CH_NAMES_17
 
 SHAPE = {"n_chans": 17, "n_times": 100, "sfreq": 100.0, "n_outputs": 32}
@@ -50,7 +50,7 @@ def test_unknown_encoder_lists_available_names():
 
 
 def test_bad_hyperparameter_names_the_encoder():
-    with pytest.raises(DataFormatError, match="'nice'.*bad hyperparameters"):
+    with pytest.raises(ConfigError, match="'nice'.*bad hyperparameters"):
         build_encoder("nice", n_filters_typo=3, **SHAPE)
 
 

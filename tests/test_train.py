@@ -7,7 +7,7 @@ import synthetic
 import torch
 
 from mindsight.config import RunConfig
-from mindsight.errors import DataFormatError, LeakageError, MindsightError
+from mindsight.errors import ConfigError, LeakageError, MindsightError
 from mindsight.evaluate.run import evaluate_fold
 from mindsight.train.checkpoint import load_tensors
 from mindsight.train.run import fit_recording, folds
@@ -154,7 +154,7 @@ def test_config_yaml_round_trip_and_overrides(tmp_path):
     (["trainlr"], "section.key=value"),
 ])
 def test_bad_configuration_is_reported(bad, message):
-    with pytest.raises(DataFormatError, match=message):
+    with pytest.raises(ConfigError, match=message):
         RunConfig().override(bad)
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from mindsight._atomic import atomic_path
 from mindsight.embed.base import DEFAULT_IMAGE_MODEL
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError, MissingFileError, UnknownNameError
 
 PROTOCOLS = ("intra", "loso", "pooled")
 TRIAL_MODES = ("averaged", "single", "subsets")
@@ -139,7 +139,7 @@ class RunConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise DataFormatError(f"config: {message}")
+                raise ConfigError(f"config: {message}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,13 +153,13 @@ class RunConfig:
     def load(cls, path: str | os.PathLike) -> RunConfig:
         path = Path(path)
         if not path.is_file():
-            raise DataFormatError(f"config file {path} does not exist")
+            raise MissingFileError(f"config file {path} does not exist")
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise DataFormatError(f"{path}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         if raw is not None and not isinstance(raw, dict):
-            raise DataFormatError(f"{path}: expected a mapping at the top level")
+            raise ConfigError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(raw, str(path))
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -174,12 +174,12 @@ class RunConfig:
         for item in assignments:
             key, sep, value = item.partition("=")
             if not sep:
-                raise DataFormatError(f"override {item!r} is not of the form section.key=value")
+                raise ConfigError(f"override {item!r} is not of the form section.key=value")
             node = raw
             *parents, leaf = key.strip().split(".")
             for p in parents:
                 if not isinstance(node.get(p), dict):
-                    raise DataFormatError(f"override {item!r}: {p!r} is not a config section")
+                    raise ConfigError(f"override {item!r}: {p!r} is not a config section")
                 node = node[p]
             node[leaf] = yaml.safe_load(value)
         return RunConfig.from_dict(raw, "override")
@@ -194,17 +194,17 @@ def load_preset(name: str) -> RunConfig:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise DataFormatError(f"no preset {name!r} in {PRESETS_DIR}; available: {', '.join(known) or 'none'}")
+        raise UnknownNameError(f"no preset {name!r} in {PRESETS_DIR}; available: {', '.join(known) or 'none'}")
     return RunConfig.load(path)
 
 
 def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     if not isinstance(raw, dict):
-        raise DataFormatError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise DataFormatError(
+        raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}; "
             f"valid keys: {', '.join(fields)}"
         )
@@ -222,12 +222,12 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
         try:
             return float(value)
         except ValueError:
-            raise DataFormatError(f"{where}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if annotation.startswith("int") and isinstance(value, str):
         try:
             return int(value)
         except ValueError:
-            raise DataFormatError(f"{where}: expected an integer, got {value!r}") from None
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if annotation.startswith("list[int]") and isinstance(value, int) and not isinstance(value, bool):
         return [value]
     return value

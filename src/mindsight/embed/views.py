@@ -18,19 +18,25 @@ Stacks name several views at once (``multi-blur``: the 12 levels of the multi-le
 ``ubp``: UBP's low / medium / high levels); :func:`expand_views` turns a list of names into
 single views. As in both papers' code, blurred views are computed on the picture resized to
 224 × 224 (their ``Image_set_Resize``), so kernel sizes mean the same on any image set.
+
+Adding a family of views: one :class:`ImageView` subclass stating its name ``pattern`` and
+``example`` and implementing ``transform``, and one ``@VIEWS.register`` line; the registry
+checks the class when it is registered.
 """
 
 from __future__ import annotations
 
+import abc
+import inspect
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from mindsight.errors import UnknownNameError
+from mindsight.errors import ContractError, UnknownNameError
+from mindsight.registry import Contract, Registry
 
 VIEW_SIZE = 224  # px: the size both papers blur at
 UBP_KERNEL, UBP_SHIFT = 51, 6  # UBP configs/eeg/ubp.yaml blur_kernel_size; main.py --c
@@ -116,73 +122,147 @@ def foveated_blur(image: Any, kernel: int = UBP_KERNEL, size: int | None = VIEW_
     return _to_image(mask * px + (1 - mask) * blur_array(px, k))
 
 
-@dataclass(frozen=True)
-class ImageView:
-    """A named picture → picture function (PIL in, PIL out); ``sharp`` is the identity."""
+class ImageView(Contract, abc.ABC):
+    """A named, deterministic picture → picture function (PIL in, PIL out); one subclass per
+    family of names, registered in :data:`VIEWS`.
 
-    name: str
-    apply: Callable[[Any], Any] | None  # None: the identity
-    description: str = ""
+    A subclass states, as class attributes checked at registration, ``pattern`` (a regular
+    expression the family's names match in full; its groups, as strings or None, are the
+    constructor's arguments) and ``example`` (how ``mindsight models`` lists the family); its
+    constructor sets ``name``, the canonical name under which features are cached, and it
+    implements :meth:`transform`, the pixel transform. ``is_identity`` views (``sharp``) are
+    not applied at all.
+    """
+
+    declares: ClassVar[tuple[str, ...]] = ("pattern", "example")
+    pattern: ClassVar[str | None] = None
+    example: ClassVar[str | None] = None
+    is_identity: ClassVar[bool] = False
+
+    def __init__(self, name: str, description: str = "") -> None:
+        self.name, self.description = name, description
+
+    @classmethod
+    def from_name(cls, *groups: str | None) -> ImageView:
+        """The view of a name of this family, from the pattern's groups; a family some of whose
+        names are another view (``blur-0`` is ``sharp``) returns that view."""
+        return cls(*groups)
+
+    @abc.abstractmethod
+    def transform(self, image: Any) -> Any:
+        """The pixel transform: a PIL image → a PIL image."""
 
     def __call__(self, image: Any) -> Any:
-        return image if self.apply is None else self.apply(image)
+        return image if self.is_identity else self.transform(image)
 
-    @property
-    def is_identity(self) -> bool:
-        return self.apply is None
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
-
-_PATTERNS: list[tuple[re.Pattern[str], Callable[..., ImageView], str]] = []
-
-
-def _view(pattern: str, example: str) -> Callable[[Callable[..., ImageView]], Callable[..., ImageView]]:
-    """Register a family of views whose names match ``pattern`` (groups → factory arguments)."""
-    def deco(factory: Callable[..., ImageView]) -> Callable[..., ImageView]:
-        _PATTERNS.append((re.compile(pattern + r"\Z"), factory, example))
-        return factory
-    return deco
-
-
-@_view(r"sharp", "sharp")
-def _sharp() -> ImageView:
-    return ImageView("sharp", None, "the picture as it is")
-
-
-@_view(r"blur-(\d+(?:\.\d+)?)", "blur-S (σ in px at 224 px, e.g. blur-4)")
-def _blur(sigma: str) -> ImageView:
-    s = float(sigma)
-    if s == 0:
-        return _sharp()
-    k = 2 * int(np.ceil(3 * s)) + 1
-    name = f"blur-{s:g}"
-    return ImageView(name, lambda im: gaussian_blur(im, k, s), f"Gaussian blur σ = {s:g} px at 224 px")
+    @classmethod
+    def check_contract(cls) -> None:
+        """Beyond stating ``pattern`` and ``example``: the pattern is a regular expression and
+        its groups fit the constructor's arguments."""
+        super().check_contract()
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        try:
+            groups = re.compile(cls.pattern).groups
+        except (re.error, TypeError) as exc:
+            raise ContractError(f"{where}: pattern {cls.pattern!r} is not a regular expression "
+                                f"({exc})") from None
+        try:
+            inspect.signature(cls.from_name).bind(*[None] * groups)
+            inspect.signature(cls).bind(*[None] * groups)
+        except TypeError:
+            raise ContractError(f"{where}: pattern {cls.pattern!r} has {groups} group(s) but the "
+                                f"constructor takes {inspect.signature(cls)}") from None
 
 
-@_view(r"gauss-k(\d+)", "gauss-kK (OpenCV K-tap kernel at 224 px, e.g. gauss-k21)")
-def _gauss(kernel: str) -> ImageView:
-    k = int(kernel)
-    gaussian_kernel(k)  # odd and positive
-    if k == 1:
-        return _sharp()
-    return ImageView(f"gauss-k{k}", lambda im: gaussian_blur(im, k),
-                     f"OpenCV GaussianBlur, {k}-tap kernel (σ {opencv_sigma(k):.2f}) at 224 px")
+VIEWS: Registry[ImageView] = Registry("image view", base=ImageView)
 
 
-@_view(r"foveated(?:-k(\d+))?", "foveated, foveated-kK (UBP's foveated blur; K = 51 by default)")
-def _foveated(kernel: str | None = None) -> ImageView:
-    k = int(kernel) if kernel else UBP_KERNEL
-    gaussian_kernel(k)
-    name = "foveated" if k == UBP_KERNEL else f"foveated-k{k}"
-    return ImageView(name, lambda im: foveated_blur(im, k),
-                     f"UBP's foveated blur, {k}-tap kernel at 224 px, sharpest at the centre")
+@VIEWS.register("sharp")
+class Sharp(ImageView):
+    """The picture as it is."""
+
+    pattern = r"sharp"
+    example = "sharp"
+    is_identity = True
+
+    def __init__(self) -> None:
+        super().__init__("sharp", "the picture as it is")
+
+    def transform(self, image: Any) -> Any:
+        return image
+
+
+@VIEWS.register("blur")
+class GaussianBlur(ImageView):
+    """Gaussian blur of standard deviation ``sigma`` pixels at 224 px (a kernel of 2·⌈3σ⌉ + 1
+    taps)."""
+
+    pattern = r"blur-(\d+(?:\.\d+)?)"
+    example = "blur-S (σ in px at 224 px, e.g. blur-4)"
+
+    def __init__(self, sigma: str | float) -> None:
+        self.sigma = float(sigma)
+        self.kernel = 2 * int(np.ceil(3 * self.sigma)) + 1
+        super().__init__(f"blur-{self.sigma:g}", f"Gaussian blur σ = {self.sigma:g} px at 224 px")
+
+    @classmethod
+    def from_name(cls, sigma: str) -> ImageView:
+        return Sharp() if float(sigma) == 0 else cls(sigma)
+
+    def transform(self, image: Any) -> Any:
+        return gaussian_blur(image, self.kernel, self.sigma)
+
+
+@VIEWS.register("gauss")
+class OpenCVGaussianBlur(ImageView):
+    """OpenCV's ``GaussianBlur(img, (K, K), 0)`` at 224 px: a ``kernel``-tap Gaussian with
+    OpenCV's σ for it."""
+
+    pattern = r"gauss-k(\d+)"
+    example = "gauss-kK (OpenCV K-tap kernel at 224 px, e.g. gauss-k21)"
+
+    def __init__(self, kernel: str | int) -> None:
+        self.kernel = int(kernel)
+        gaussian_kernel(self.kernel)  # odd and positive
+        super().__init__(f"gauss-k{self.kernel}", f"OpenCV GaussianBlur, {self.kernel}-tap kernel "
+                                                  f"(σ {opencv_sigma(self.kernel):.2f}) at 224 px")
+
+    @classmethod
+    def from_name(cls, kernel: str) -> ImageView:
+        return Sharp() if int(kernel) == 1 else cls(kernel)
+
+    def transform(self, image: Any) -> Any:
+        return gaussian_blur(image, self.kernel)
+
+
+@VIEWS.register("foveated")
+class FoveatedBlur(ImageView):
+    """UBP's foveated blur with a ``kernel``-tap Gaussian (51 by default) at 224 px, sharpest at
+    the centre."""
+
+    pattern = r"foveated(?:-k(\d+))?"
+    example = "foveated, foveated-kK (UBP's foveated blur; K = 51 by default)"
+
+    def __init__(self, kernel: str | int | None = None) -> None:
+        self.kernel = int(kernel) if kernel else UBP_KERNEL
+        gaussian_kernel(self.kernel)
+        name = "foveated" if self.kernel == UBP_KERNEL else f"foveated-k{self.kernel}"
+        super().__init__(name, f"UBP's foveated blur, {self.kernel}-tap kernel at 224 px, "
+                               "sharpest at the centre")
+
+    def transform(self, image: Any) -> Any:
+        return foveated_blur(image, self.kernel)
 
 
 def get_view(name: str) -> ImageView:
     """The view called ``name``; an unknown name lists the available families and stacks."""
-    for pattern, factory, _ in _PATTERNS:
-        m = pattern.match(name)
+    for entry in VIEWS:
+        m = re.fullmatch(entry.factory.pattern, name)
         if m:
-            return factory(*[g for g in m.groups()])
+            return entry.factory.from_name(*m.groups())
     raise UnknownNameError(f"unknown image view {name!r}; available: {', '.join(view_names())}; "
                            f"stacks: {', '.join(STACKS)}")
 
@@ -203,4 +283,4 @@ def expand_views(names: Sequence[str]) -> list[str]:
 
 def view_names() -> list[str]:
     """One line per view family, as ``mindsight models`` lists them."""
-    return [example for _, _, example in _PATTERNS]
+    return [entry.factory.example for entry in VIEWS]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.base import ENCODERS, BrainEncoder
 from mindsight.encoders.blocks import (
     Dropout,
     ResidualProjector,
@@ -77,17 +77,25 @@ class AttentionLayer(nn.Module):
         return self.norm2(x + self.dropout(self.ff(x)))
 
 
-class ATM(nn.Module):
+@ENCODERS.register("atm", description="ATM-S (seed 002): channel-wise transformer, ShallowNet-style conv")
+class ATM(BrainEncoder):
+    """ATM-S as the authors build it; see the module doc."""
+
+    closed_form = False
+    needs_ch_names = False
+    subject_layers = True  # a learned token per training subject, put in front of the channels
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  d_model: int = 250, n_heads: int = 4, d_ff: int = 256, n_layers: int = 1,
                  dropout: float = 0.25, n_subjects: int = 0, positions: bool = True,
                  token_select: str = "channels", n_filters: int = 40, proj_blocks: int = 1,
                  proj_dropout: float = 0.5) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs, n_subjects=n_subjects)
         if token_select not in TOKEN_SELECT:
             raise UnknownNameError(
                 f"unknown ATM token_select {token_select!r}; available: {', '.join(TOKEN_SELECT)}")
-        self.n_chans, self.n_subjects, self.token_select = n_chans, n_subjects, token_select
+        self.token_select = token_select
         self.token = nn.Linear(n_times, d_model)
         self.register_buffer("positions", sinusoidal_positions(n_chans, d_model) if positions
                              else torch.zeros(n_chans, d_model), persistent=False)
@@ -123,8 +131,3 @@ class ATM(nn.Module):
         first = 0 if self.token_select == "first" else lead
         return self.projector(self.ts_conv(h[:, first : first + self.n_chans]))
 
-
-@ENCODERS.register("atm", subjects=True,
-                   description="ATM-S (seed 002): channel-wise transformer, ShallowNet-style conv")
-def atm(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATM:
-    return ATM(n_chans, n_times, sfreq, n_outputs, **params)

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.base import ENCODERS, BrainEncoder
 from mindsight.encoders.blocks import ResidualProjector, sinusoidal_positions
 from mindsight.encoders.init import initialize
-from mindsight.errors import DataFormatError, UnknownNameError
+from mindsight.errors import ConfigError, DataFormatError, UnknownNameError
 
 EEGNET_COMPAT = ("0.8", "1.x")
 
@@ -46,7 +46,7 @@ class TemporalAttention(nn.Module):
                  n_layers: int = 1, dropout: float = 0.1) -> None:
         super().__init__()
         if n_chans % n_heads:
-            raise DataFormatError(
+            raise ConfigError(
                 f"ATM-E: attention over time has d_model = n_chans = {n_chans}, which n_heads = "
                 f"{n_heads} does not divide"
             )
@@ -104,14 +104,23 @@ def eegnet_features(n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
     return net
 
 
-class ATME(nn.Module):
+@ENCODERS.register("atm-e",
+                   description="ATM-E (seed 002): temporal self-attention, braindecode EEGNet, projector")
+class ATME(BrainEncoder):
+    """ATM-E as the authors build it; see the module doc."""
+
+    closed_form = False
+    needs_ch_names = False
+    subject_layers = False  # the authors' subject-wise linear layer is one layer shared by all
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  n_heads: int = 1, d_ff: int = 2048, n_layers: int = 1,
                  attn_dropout: float = 0.1, eegnet_outputs: int = 1440, F1: int = 8,
                  D: int = 20, F2: int = 160, kernel_length: int = 4,
                  eegnet_dropout: float = 0.25, eegnet_compat: str = "0.8",
                  proj_blocks: int = 1, proj_dropout: float = 0.5) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs)
         self.attention = TemporalAttention(n_chans, n_times, n_heads, d_ff, n_layers,
                                            attn_dropout)
         self.time_linear = nn.Linear(n_times, n_times)
@@ -124,8 +133,3 @@ class ATME(nn.Module):
         h = self.time_linear(self.attention(x))
         return self.projector(self.eegnet(h).reshape(x.shape[0], -1))
 
-
-@ENCODERS.register("atm-e",
-                   description="ATM-E (seed 002): temporal self-attention, braindecode EEGNet, projector")
-def atm_e(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> ATME:
-    return ATME(n_chans, n_times, sfreq, n_outputs, **params)

@@ -17,11 +17,12 @@ import math
 import torch
 from torch import nn
 
-from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.base import ENCODERS, BrainEncoder
 from mindsight.encoders.blocks import Dropout, ResidualProjector
 
 
-class UBP(nn.Module):
+@ENCODERS.register("ubp", description="UBP: residual projector over the flattened epoch")
+class UBP(BrainEncoder):
     """UBP's EEG projection layer, as ``EEGProjectLayer`` in ``base/eeg_backbone.py`` of
     HaitaoWuTJU/Uncertainty-aware-Blur-Prior (the ``brain_backbone`` of ``scripts/exp.sh``).
 
@@ -32,9 +33,14 @@ class UBP(nn.Module):
     (the authors' module also holds the loss's logit scale, one more).
     """
 
+    closed_form = False
+    needs_ch_names = False
+    subject_layers = False
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  dropout: float = 0.3, proj_blocks: int = 1) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs)
         self.projector = ResidualProjector(n_chans * n_times, n_outputs, proj_blocks, dropout)
 
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,7 +82,9 @@ class NonNegativeSpatialFilter(nn.Module):
         return torch.einsum("fc,bct->bft", self.weight, x)
 
 
-class MultiBlur(nn.Module):
+@ENCODERS.register("multiblur",
+                   description="MultiBlur: non-negative spatial filters + shared temporal MLP")
+class MultiBlur(BrainEncoder):
     """MultiBlur's EEG encoder, as ``Brain_Visual_Encoder_EEG`` (its ``__init__`` and
     ``forward``) in ``models/Encoder.py`` of makeitperfect/VisualEEGDecoding.
 
@@ -96,10 +104,15 @@ class MultiBlur(nn.Module):
     encoder's plain spatial convolution).
     """
 
+    closed_form = False
+    needs_ch_names = False
+    subject_layers = False
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  n_filters: int = 25, hidden: int = 200, dropout: float = 0.25,
                  dropout_out: float = 0.65, nonnegative: bool = True) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs)
         self.spatial = NonNegativeSpatialFilter(n_chans, n_filters, nonnegative)
         self.norm = nn.BatchNorm1d(n_filters)
         self.temporal = nn.Sequential(
@@ -112,13 +125,3 @@ class MultiBlur(nn.Module):
         h = self.temporal(self.norm(self.spatial(x)))  # (batch, filters, hidden)
         return self.head(h.flatten(1))
 
-
-@ENCODERS.register("ubp", description="UBP: residual projector over the flattened epoch")
-def ubp(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> UBP:
-    return UBP(n_chans, n_times, sfreq, n_outputs, **params)
-
-
-@ENCODERS.register("multiblur",
-                   description="MultiBlur: non-negative spatial filters + shared temporal MLP")
-def multiblur(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> MultiBlur:
-    return MultiBlur(n_chans, n_times, sfreq, n_outputs, **params)

@@ -39,8 +39,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mindsight.encoders.base import ENCODERS
-from mindsight.errors import DataFormatError
+from mindsight.encoders.base import ENCODERS, BrainEncoder
+from mindsight.errors import ConfigError, DataFormatError
 
 AGGREGATIONS = ("average", "affine", "attention")
 
@@ -57,7 +57,7 @@ class TemporalAggregation(nn.Module):
     def __init__(self, kind: str, n_features: int, n_times: int) -> None:
         super().__init__()
         if kind not in AGGREGATIONS:
-            raise DataFormatError(
+            raise ConfigError(
                 f"brainmodule: unknown aggregation {kind!r}; available: {', '.join(AGGREGATIONS)}")
         self.kind = kind
         self.affine = self.score = None
@@ -81,7 +81,7 @@ def mlp_head(n_inputs: int, n_outputs: int, n_blocks: int = 1, hidden: int | Non
              dropout: float = 0.0) -> nn.Sequential:
     """``n_blocks`` LayerNorm-GELU-(Dropout)-Linear blocks, ``n_inputs`` → ``n_outputs``."""
     if n_blocks < 1:
-        raise DataFormatError(f"brainmodule: head_blocks must be >= 1, got {n_blocks}")
+        raise ConfigError(f"brainmodule: head_blocks must be >= 1, got {n_blocks}")
     dims = [n_inputs] + [hidden or n_inputs] * (n_blocks - 1) + [n_outputs]
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:], strict=True):
@@ -109,12 +109,22 @@ def _conv_stack(n_in: int, n_times: int, sfreq: float, hidden: int, depth: int, 
                 glu_context=glu_context,
             )
         except (ValueError, AssertionError) as exc:
-            raise DataFormatError(f"brainmodule: bad conv-block hyperparameters ({exc})") from None
+            raise ConfigError(f"brainmodule: bad conv-block hyperparameters ({exc})") from None
     return net.input_projection, net.encoder
 
 
-class BrainModule(nn.Module):
+@ENCODERS.register(
+    "brainmodule",
+    description="Benchetrit et al. (seed 001): spatial attention, subject layer, dilated conv "
+                "blocks (braindecode), temporal aggregation, CLIP + MSE heads",
+)
+class BrainModule(BrainEncoder):
     """Benchetrit et al.'s brain module; see the module docstring for the architecture."""
+
+    closed_form = False
+    needs_ch_names = True  # the spatial attention places the sensors by name
+    subject_layers = True  # one subject matrix per training subject
+    two_heads = True  # CLIP head (forward) and MSE head (forward_heads)
 
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  ch_names: Sequence[str] | None = None, n_subjects: int = 0,
@@ -127,23 +137,22 @@ class BrainModule(nn.Module):
                  features: int = 256, aggregation: str = "affine",
                  head_blocks: int = 1, head_hidden: int | None = None,
                  head_dropout: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs, ch_names=ch_names,
+                         n_subjects=n_subjects)
         from braindecode.modules import ChannelMerger, SubjectLayers
 
         n_virtual = int(n_virtual_channels or min(270, 2 * n_chans))
         if n_virtual < 1 or hidden < 1 or features < 1:
-            raise DataFormatError("brainmodule: n_virtual_channels, hidden and features must be >= 1")
-        self.n_chans, self.n_times = n_chans, n_times
-        self.n_subjects = int(n_subjects)
+            raise ConfigError("brainmodule: n_virtual_channels, hidden and features must be >= 1")
         self.merger = None
         if spatial_attention:
             if not 0.0 <= spatial_dropout < 1.0:
-                raise DataFormatError(
+                raise ConfigError(
                     f"brainmodule: spatial_dropout is a radius in [0, 1), got {spatial_dropout}")
             try:
                 self.merger = ChannelMerger(n_virtual, pos_dim=pos_dim, dropout=spatial_dropout)
             except ValueError as exc:  # pos_dim must be 2·k² (k Fourier frequencies per axis)
-                raise DataFormatError(f"brainmodule: bad pos_dim {pos_dim} ({exc})") from None
+                raise ConfigError(f"brainmodule: bad pos_dim {pos_dim} ({exc})") from None
             self.register_buffer("positions", self._positions(ch_names, n_chans))
         self.spatial_conv = nn.Conv1d(n_virtual if spatial_attention else n_chans, n_virtual, 1)
         self.subject_layer = SubjectLayers(n_virtual, n_virtual, max(1, self.n_subjects),
@@ -229,11 +238,3 @@ class BrainModule(nn.Module):
         """The CLIP-head embedding (retrieval)."""
         return self.clip_head(self.features(x, subject))
 
-
-@ENCODERS.register(
-    "brainmodule", subjects=True, needs_ch_names=True,
-    description="Benchetrit et al. (seed 001): spatial attention, subject layer, dilated conv "
-                "blocks (braindecode), temporal aggregation, CLIP + MSE heads",
-)
-def brainmodule(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> BrainModule:
-    return BrainModule(n_chans, n_times, sfreq, n_outputs, **params)

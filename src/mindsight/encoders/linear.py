@@ -12,18 +12,26 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.base import ENCODERS, BrainEncoder
 
 DEFAULT_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
 
 
-class Ridge(nn.Module):
+@ENCODERS.register("ridge",
+                   description="ridge regression on the flattened epoch, closed form (Benchetrit et al.)")
+class Ridge(BrainEncoder):
     """z-scored flattened epoch → linear map → embedding. ``alphas`` are relative to the mean
     eigenvalue of the Gram matrix, so the grid does not depend on the data's scale."""
 
+    closed_form = True
+    selects = "alpha"  # the buffer fit sets to the chosen strength (relative to the mean eigenvalue)
+    needs_ch_names = False
+    subject_layers = False
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  alphas: Sequence[float] = DEFAULT_ALPHAS, decim: int = 1) -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs)
         self.decim = int(decim)
         self.alphas = tuple(float(a) for a in alphas)
         n_in = n_chans * len(range(0, n_times, self.decim))
@@ -41,9 +49,9 @@ class Ridge(nn.Module):
     @torch.no_grad()
     def fit(self, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
             score: Callable[[torch.Tensor, torch.Tensor], float]) -> dict[float, float]:
-        """Fit on (x, y); pick the alpha whose validation ``score(pred, y_val)`` is highest.
-
-        Returns the validation score of every alpha.
+        """Fit on (x, y) for every alpha; keep the one whose validation ``score(pred, y_val)``
+        is highest (the first of equal ones) and set the ``alpha`` buffer to it
+        (:meth:`BrainEncoder.fit`). Returns the validation score of every alpha.
         """
         dev = x.device
         feats = self.flatten(x).double()
@@ -83,8 +91,3 @@ class Ridge(nn.Module):
         self.alpha.fill_(best[0])
         return scores
 
-
-@ENCODERS.register("ridge", closed_form=True,
-                   description="ridge regression on the flattened epoch, closed form (Benchetrit et al.)")
-def ridge(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> Ridge:
-    return Ridge(n_chans, n_times, sfreq, n_outputs, **params)

@@ -7,18 +7,25 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from mindsight.encoders.base import ENCODERS
+from mindsight.encoders.base import ENCODERS, BrainEncoder
 from mindsight.encoders.blocks import ResidualProjector, ShallowTSConv, flat_size
 from mindsight.encoders.init import check_init, initialize
 
 
-class NICE(nn.Module):
+@ENCODERS.register("nice", description="NICE: temporal-spatial convolution + residual projector")
+class NICE(BrainEncoder):
+    """NICE's EEG encoder (its patch embedding and projector); see the module doc."""
+
+    closed_form = False
+    needs_ch_names = False
+    subject_layers = False
+    two_heads = False
+
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  n_filters: int = 40, dropout: float = 0.5, proj_blocks: int = 1,
                  init: str = "default") -> None:
-        super().__init__()
+        super().__init__(n_chans, n_times, sfreq, n_outputs)
         check_init(init)
         self.ts_conv = ShallowTSConv(n_chans, n_times, n_filters=n_filters, dropout=dropout)
         self.projector = ResidualProjector(flat_size(self.ts_conv, n_chans, n_times), n_outputs,
@@ -28,7 +35,3 @@ class NICE(nn.Module):
     def forward(self, x: torch.Tensor, subject: torch.Tensor | None = None) -> torch.Tensor:
         return self.projector(self.ts_conv(x))
 
-
-@ENCODERS.register("nice", description="NICE: temporal-spatial convolution + residual projector")
-def nice(n_chans: int, n_times: int, sfreq: float, n_outputs: int, **params) -> NICE:
-    return NICE(n_chans, n_times, sfreq, n_outputs, **params)

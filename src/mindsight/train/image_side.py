@@ -17,37 +17,47 @@ of a batch of images into one target per image:
   size differs from the first (EVNet's features, seed 003's ``multiblur-evnet``) join through a
   learned linear map to that size (seed 003 does not say how; mindsight's choice).
 
-Adding an image side: a subclass of :class:`ImageSide` and one ``@IMAGE_SIDES.register`` line.
+Adding an image side: a subclass of :class:`ImageSide` stating ``learned`` and ``observes`` and
+implementing ``forward``, and one ``@IMAGE_SIDES.register`` line; the registry checks the class
+when it is registered.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mindsight.errors import DataFormatError
-from mindsight.registry import Registry
-
-IMAGE_SIDES: Registry[nn.Module] = Registry("image side (method)")
+from mindsight.errors import ConfigError, ContractError
+from mindsight.registry import Contract, Registry
 
 
-class ImageSide(nn.Module):
+class ImageSide(nn.Module, Contract, metaclass=abc.ABCMeta):
     """Levels → targets. ``forward`` gives the evaluation targets (deterministic in eval mode);
     :meth:`train_targets` the training targets of a batch of training pairs; :meth:`observe`
-    sees each batch's pair logits (for rules that adapt to them)."""
+    sees each batch's pair logits (for rules that adapt to them).
 
-    learned = False  # whether it has parameters to train (closed-form encoders refuse those)
-    observes = False
+    Every registered subclass states, as class attributes checked at registration:
+
+    - ``learned``: it has parameters trained with the encoder (closed-form encoders refuse it);
+    - ``observes``: it adapts to the pair logits, so it overrides :meth:`observe` (and only then).
+    """
+
+    declares: ClassVar[tuple[str, ...]] = ("learned", "observes")
+    learned: ClassVar[bool | None] = None
+    observes: ClassVar[bool | None] = None
 
     def __init__(self, level_dims: list[int], n_outputs: int, n_pairs: int = 0) -> None:
         super().__init__()
         self.level_dims, self.n_outputs, self.n_pairs = list(level_dims), int(n_outputs), int(n_pairs)
 
+    @abc.abstractmethod
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        return levels[0]
+        """The evaluation targets (n_images, n_outputs) of images with feature ``levels`` (one
+        (n_images, dim) tensor per level)."""
 
     def train_targets(self, levels: list[torch.Tensor], pairs: torch.Tensor) -> torch.Tensor:
         """Targets of training pairs ``pairs`` (indices of the training samples) whose image
@@ -61,10 +71,34 @@ class ImageSide(nn.Module):
         """What to log at the end of an epoch (e.g. how many pairs each level serves)."""
         return {}
 
+    @classmethod
+    def check_contract(cls) -> None:
+        """Beyond stating ``learned`` and ``observes``: both are booleans, and ``observe`` is
+        overridden exactly when ``observes`` is True."""
+        super().check_contract()
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        for name in ImageSide.declares:
+            if not isinstance(getattr(cls, name), bool):
+                raise ContractError(f"{where}: {name} must be True or False, got {getattr(cls, name)!r}")
+        overrides = cls.observe is not ImageSide.observe
+        if cls.observes != overrides:
+            raise ContractError(
+                f"{where} declares observes = {cls.observes} but "
+                f"{'overrides' if overrides else 'does not override'} observe(pairs, logits)")
+
+
+IMAGE_SIDES: Registry[ImageSide] = Registry("image side (method)", base=ImageSide)
+
 
 @IMAGE_SIDES.register("fixed", description="the first level's features as they are (ATM, NICE, ...)")
 class FixedSide(ImageSide):
-    pass
+    """The first level as it is."""
+
+    learned = False
+    observes = False
+
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        return levels[0]
 
 
 @IMAGE_SIDES.register("ubp", description="UBP's uncertainty-aware blur prior (Wu et al., CVPR 2025)")
@@ -76,13 +110,14 @@ class UncertaintyBlurPrior(ImageSide):
     drawn once per epoch, so updating its level when it is seen gives UBP's epoch-wise update.
     """
 
+    learned = False
     observes = True
 
     def __init__(self, level_dims: list[int], n_outputs: int, n_pairs: int = 0, *,
                  gamma: float = 0.3, z: float = 1.959964, eval_level: int = 1) -> None:
         super().__init__(level_dims, n_outputs, n_pairs)
         if len(level_dims) < 3:
-            raise DataFormatError(f"image side 'ubp' needs three levels (low, medium, high blur; "
+            raise ConfigError(f"image side 'ubp' needs three levels (low, medium, high blur; "
                                   f"model.image_views: [ubp]), got {len(level_dims)}")
         self.gamma, self.z, self.eval_level = float(gamma), float(z), int(eval_level)
         self.register_buffer("sim", torch.ones(max(n_pairs, 1)))
@@ -123,6 +158,7 @@ class MultiLevelBlur(ImageSide):
     weights are initialised uniform in [0, 1) per dimension before the softmax (``learned_scale``)."""
 
     learned = True
+    observes = False
 
     def __init__(self, level_dims: list[int], n_outputs: int, n_pairs: int = 0, *,
                  hidden: int = 768, dropout: float = 0.85, n_constant: int = 4) -> None:
@@ -153,8 +189,8 @@ class MultiLevelBlur(ImageSide):
 def build_image_side(name: str, level_dims: list[int], n_outputs: int, n_pairs: int = 0,
                      **params: Any) -> ImageSide:
     """Image side ``name`` for levels of sizes ``level_dims``; an unknown name lists the others."""
-    entry = IMAGE_SIDES.entry(name)
+    cls = IMAGE_SIDES.get(name)
     try:
-        return entry.factory(level_dims, n_outputs, n_pairs, **params)
+        return cls(level_dims, n_outputs, n_pairs, **params)
     except TypeError as exc:
-        raise DataFormatError(f"image side {name!r}: bad parameters {params} ({exc})") from None
+        raise ConfigError(f"image side {name!r}: bad parameters {params} ({exc})") from None

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mindsight.encoders import build_encoder, needs_ch_names
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError
 from mindsight.train.image_side import build_image_side
 from mindsight.train.losses import ContrastiveLoss
 from mindsight.train.scaler import InputScaler
@@ -72,8 +72,9 @@ class AlignmentModel(nn.Module):
     features as they are, or a blur prior: :mod:`mindsight.train.image_side`). ``x`` is brain
     data in the unit of the training files.
 
-    Encoders that need the channel names (``needs_ch_names``) get ``spec.ch_names``. An encoder
-    with ``forward_heads`` (the brain module) has a CLIP head and an MSE head: the loss's CLIP
+    Encoders that need the channel names (``needs_ch_names``) get ``spec.ch_names``; encoders
+    with subject layers get ``n_subjects`` when ``spec.subjects`` lists subjects. A two-head
+    encoder (``two_heads``: the brain module) has a CLIP head and an MSE head: the loss's CLIP
     term reads the first and its MSE term the second (:meth:`heads`); retrieval uses the first.
     """
 
@@ -88,7 +89,7 @@ class AlignmentModel(nn.Module):
         self.scaler = InputScaler(spec.n_chans, spec.scaler, spec.clamp)
         self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
                                      sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
-        self.two_heads = hasattr(self.encoder, "forward_heads")  # a separate MSE head
+        self.two_heads = bool(self.encoder.two_heads)  # a separate MSE head (forward_heads)
         self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
         self.image_side = build_image_side(spec.image_side, spec.level_dim_list(),
                                            spec.n_outputs, spec.n_pairs, **spec.image_side_params)
@@ -139,7 +140,7 @@ class AlignmentModel(nn.Module):
         the MSE head's image-space embedding (what generation wants) instead of the CLIP head's;
         the text-space embedding is always the CLIP head's. Single-head encoders ignore it."""
         if head not in ("clip", "mse"):
-            raise DataFormatError(f"embed: head must be 'clip' or 'mse', got {head!r}")
+            raise ConfigError(f"embed: head must be 'clip' or 'mse', got {head!r}")
         was = self.training
         self.eval()
         dev = next(self.parameters()).device

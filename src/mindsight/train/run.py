@@ -38,7 +38,7 @@ from mindsight.embed.base import (
 )
 from mindsight.embed.features import FeatureTable, level_names, level_tables, optional_text_features
 from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
-from mindsight.errors import DataFormatError, LeakageError, MindsightError
+from mindsight.errors import ConfigError, DataFormatError, LeakageError, MindsightError
 from mindsight.io.datasets import find_dataset, read_images, read_recording
 from mindsight.io.images import ImageSet
 from mindsight.output import logger
@@ -225,9 +225,9 @@ def check_method(cfg: RunConfig) -> None:
     for m in cfg.model.extra_image_models:
         check_modality(m, "image")
     run_levels(cfg)  # parses every view name
-    side = IMAGE_SIDES.entry(cfg.model.image_side)
-    if is_closed_form(cfg.model.encoder) and getattr(side.factory, "learned", False):
-        raise DataFormatError(f"config: encoder {cfg.model.encoder!r} is fitted in closed form and "
+    side = IMAGE_SIDES.get(cfg.model.image_side)
+    if is_closed_form(cfg.model.encoder) and side.learned:
+        raise ConfigError(f"config: encoder {cfg.model.encoder!r} is fitted in closed form and "
                               f"cannot train the learned image side {cfg.model.image_side!r}; use "
                               "model.image_side: fixed or a gradient-trained encoder")
 
@@ -266,7 +266,7 @@ def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
     """What ``cfg`` builds for epochs shaped like ``rec`` (channels, times) and ``dim``-d image
     embeddings: the encoder, its hyperparameters, the input scaler, the loss and the image side
     over feature levels of sizes ``level_dims``."""
-    tokens = ENCODERS.entry(cfg.model.encoder).tags.get("subjects") and cfg.model.subject_tokens
+    tokens = ENCODERS.get(cfg.model.encoder).subject_layers and cfg.model.subject_tokens
     return ModelSpec(
         encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
         n_outputs=dim, params=dict(cfg.model.params), text_dim=text_dim,
@@ -346,16 +346,17 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
 
 def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTensors,
                      targets: Targets) -> dict[str, Any]:
-    """Ridge: solve for every alpha, keep the best on validation top-1; then a least-squares
-    text head (if any) from the predicted embeddings to the concept-name embeddings."""
+    """The encoder's closed-form ``fit`` (:meth:`~mindsight.encoders.BrainEncoder.fit`; ridge:
+    every alpha, the best on validation top-1 kept); then a least-squares text head (if any)
+    from the predicted embeddings to the concept-name embeddings."""
     enc = model.encoder
     table = model.image_table(targets.levels)  # a fixed image side: its evaluation targets
 
     def top1(pred: torch.Tensor, _: torch.Tensor) -> float:
         return retrieval_top1(pred, table, val.image)
 
-    scores = enc.fit(model.scaler(train.x), table[train.image], model.scaler(val.x),
-                     table[val.image], top1)
+    scores = enc.fit(x=model.scaler(train.x), y=table[train.image], x_val=model.scaler(val.x),
+                     y_val=table[val.image], score=top1)
     if model.text_head is not None and targets.text_train is not None:
         emb, _ = model.embed(train.x, train.subject)
         design = torch.cat([emb, torch.ones(len(emb), 1, device=emb.device)], 1).double()
@@ -366,5 +367,7 @@ def _fit_closed_form(model: AlignmentModel, train: TrialTensors, val: TrialTenso
         with torch.no_grad():
             model.text_head.weight.copy_(sol[:-1].T.float())
             model.text_head.bias.copy_(sol[-1].float())
-    return {"alpha": float(enc.alpha), "alpha_scores": {str(k): v for k, v in scores.items()},
+    chosen = enc.selects  # e.g. 'alpha': fold.json keeps the choice and every candidate's score
+    return {chosen: float(getattr(enc, chosen)),
+            f"{chosen}_scores": {str(k): v for k, v in scores.items()},
             "val": validate(model, val, targets, 1024)}
