@@ -44,15 +44,25 @@ def test_encoder_beats_100_way_chance_by_a_wide_margin(problem, encoder):
     assert info["n_val_concepts"] == 6 and info["n_train_concepts"] == 54
 
 
+# held-out top-5 (chance 0.05) the encoders that generalise on this linear problem within three
+# epochs must reach (measured: NICE 0.36, MLP 1.0); ATM-E and the braindecode backbones fit the
+# training pairs in three epochs but are still at chance on unseen images (they need more epochs,
+# or, for some, never leave chance on this problem), so for them the check is the training loss
+GENERALISES_IN_3 = {"nice": 0.2, "mlp": 0.5}
+
+
 @pytest.mark.parametrize("encoder", ["nice", "mlp", "atm-e", "eegnet", "shallowfbcspnet",
                                      "eegconformer", "atcnet"])
-def test_other_encoders_train_without_error(problem, encoder):
+def test_other_encoders_learn(problem, encoder):
     train, test, f_train, f_test = problem
-    model, info = fit_recording(_cfg(encoder, epochs=2, batch_size=32), train, f_train, seed=0)
-    assert info["epochs_run"] == 2 and len(info["history"]) == 2
-    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in info["history"])
+    model, info = fit_recording(_cfg(encoder, epochs=3, batch_size=32), train, f_train, seed=0)
+    assert info["epochs_run"] == 3 and len(info["history"]) == 3
+    losses = [h["loss"] for h in info["history"]]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.95 * losses[0], losses  # gradients reach the encoder (worst: 0.93)
     metrics, _ = evaluate_fold(model, test, torch.from_numpy(f_test.features), None)
-    assert 0 <= metrics["top1"] <= 1
+    if encoder in GENERALISES_IN_3:
+        assert metrics["top5"] > GENERALISES_IN_3[encoder], metrics["top5"]
 
 
 def test_single_trial_training_uses_every_repetition(problem):
