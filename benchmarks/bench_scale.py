@@ -47,7 +47,7 @@ def releases(out: Path) -> dict[str, Path]:
     for name, mvnn in (("whitened", "epochs"), ("volts", None)):
         made[name] = out / name
         cfg = VARIANTS["nice-atm"].with_overrides(mvnn=mvnn)
-        preprocess_subject(out / "sim" / "raw_data", 1, made[name], cfg, log=lambda m: None)
+        preprocess_subject(out / "sim" / "raw_data", 1, made[name], cfg)
     return made
 
 

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -114,3 +115,88 @@ def test_models_lists_the_registry():
                  "atm", "nice", "ridge", "eegconformer", "atcnet"):
         assert name in out
     assert "3,072,662" in out  # ATM-S at 63 ch × 250 samples → 1024-d, no subject token (authors: + 250)
+
+
+@pytest.mark.parametrize("command, listed", [
+    ("train", ["intra|loso|pooled", "averaged|single|subsets", "small|large", "auto|cpu|cuda"]),
+    ("preprocess", ["official|nice-atm", "time|epochs|none"]),
+    ("simulate", ["tiny|demo|things", "easy|default|hard", "auto|cpu|cuda"]),
+    ("evaluate", ["auto|cpu|cuda"]),
+])
+def test_help_lists_the_values_of_choice_options(command, listed):
+    out = run(command, "--help").output
+    for values in listed:
+        assert values in out, values
+
+
+def test_a_value_outside_the_choices_is_refused_with_the_choices(tmp_path, capsys):
+    assert run_main("train", "--out", tmp_path / "r", "--protocol", "sideways") == 2
+    err = capsys.readouterr().err
+    assert "sideways" in err and "intra" in err and "loso" in err and "pooled" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Library calls replaced by spies recording what the command line passed and whether
+    progress bars were on; each also logs a note and a warning."""
+    import mindsight.generate.reconstruct as reconstruct_mod
+    import mindsight.generate.train_builtin as train_builtin_mod
+    import mindsight.preprocess as preprocess_mod
+    from mindsight.output import logger, progress_enabled
+
+    calls = []
+
+    def record(name, value=None):
+        calls.append((name, progress_enabled(), value))
+        logger.info("a note from %s", name)
+        logger.warning("a warning from %s", name)
+
+    def fake_train_builtin(out, cfg, device="cpu"):
+        record("train-generator")
+        return out / "builtin.safetensors"
+
+    def fake_reconstruct(run_dir, rc, **kwargs):
+        record("reconstruct", dict(rc.generator_options))
+        return {"metrics": {}, "n_images": 0}
+
+    monkeypatch.setattr(preprocess_mod, "preprocess_subject", lambda *a, **k: record("preprocess"))
+    monkeypatch.setattr(train_builtin_mod, "train_builtin", fake_train_builtin)
+    monkeypatch.setattr(reconstruct_mod, "reconstruct_run", fake_reconstruct)
+    monkeypatch.delenv("MINDSIGHT_PROGRESS", raising=False)
+    return calls
+
+
+def test_quiet_hides_notes_and_progress_and_no_progress_hides_bars(spy, tmp_path, caplog, monkeypatch):
+    from mindsight.output import progress_enabled
+
+    with caplog.at_level(logging.INFO, logger="mindsight"):
+        assert run("preprocess", tmp_path, "--out", tmp_path / "o", "-s", 1).exit_code == 0
+        assert "a note from preprocess" in caplog.text and spy[-1][1] is True
+        caplog.clear()
+        assert run("--quiet", "preprocess", tmp_path, "--out", tmp_path / "o", "-s", 1).exit_code == 0
+        assert "a note" not in caplog.text and "a warning from preprocess" in caplog.text
+        assert spy[-1][1] is False
+        caplog.clear()
+        assert run("-q", "train-generator", "--out", tmp_path / "g", "--progress").exit_code == 0
+        assert "a note" not in caplog.text and spy[-1][1] is True  # bars asked for explicitly
+        # the settings end with the command
+        assert progress_enabled() and logging.getLogger("mindsight").getEffectiveLevel() == logging.INFO
+        assert run("train-generator", "--out", tmp_path / "g", "--no-progress").exit_code == 0
+        assert "a note from train-generator" in caplog.text and spy[-1][1] is False
+        assert progress_enabled()
+    monkeypatch.setenv("MINDSIGHT_PROGRESS", "0")
+    assert run("train-generator", "--out", tmp_path / "g").exit_code == 0 and spy[-1][1] is False
+    assert run("train-generator", "--out", tmp_path / "g", "--progress").exit_code == 0 and spy[-1][1] is True
+    assert not progress_enabled()
+
+
+def test_reconstruct_weights_go_to_the_option_the_generator_declares(spy, tmp_path, capsys):
+    for generator, expected in (("builtin", {"weights": "/w/gen.safetensors"}),
+                                ("sdxl-turbo-ip-adapter", {"model_id": "/w/gen.safetensors"})):
+        result = run("reconstruct", tmp_path, "--generator", generator, "--weights", "/w/gen.safetensors")
+        assert result.exit_code == 0, result.output
+        assert spy[-1] == ("reconstruct", True, expected)
+    assert run("reconstruct", tmp_path).exit_code == 0 and spy[-1][2] == {}
+    assert run_main("reconstruct", tmp_path, "--generator", "dalle", "--weights", "x") == 2
+    assert "unknown generator 'dalle'; available: builtin" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -158,14 +159,55 @@ def test_generator_registry_and_missing_weights(tmp_path):
         load_generator("builtin", weights=tmp_path / "nope.safetensors")
 
 
-def test_training_the_builtin_generator_reduces_its_losses_and_resumes(tmp_path):
+def test_generators_declare_what_they_need():
+    """Each registered generator says whether it is offline and which load() option a weight
+    path fills; `--weights` goes there (no special case by name), and a class that leaves a
+    declaration out, or names an option load() does not take, is refused at registration."""
+    from mindsight.errors import ContractError
+    from mindsight.generate.base import GENERATORS, Generator, generator_class, weights_options
+
+    builtin = generator_class("builtin")
+    assert builtin.offline is True and builtin.weights_option == "weights"
+    assert weights_options("builtin", "/w/gen.safetensors") == {"weights": "/w/gen.safetensors"}
+    assert weights_options("builtin", None) == {}
+    assert all(generator_class(n).weights_option for n in generator_names())
+
+    class Partial(Generator):
+        name, offline = "partial", True
+
+        @classmethod
+        def load(cls, device="cpu", checkpoint=None):
+            return cls()
+
+        def generate(self, embeddings, **kwargs):
+            return embeddings
+
+        def modules(self):
+            return {}
+
+    with pytest.raises(ContractError, match="does not declare weights_option"):
+        GENERATORS.register("partial")(Partial)
+    Partial.weights_option = "weights"
+    with pytest.raises(ContractError, match="'weights', which is not an option of its load"):
+        GENERATORS.register("partial")(Partial)
+    Partial.weights_option = "checkpoint"
+    GENERATORS.register("partial")(Partial)
+    try:
+        assert weights_options("partial", "a.pt") == {"checkpoint": "a.pt"}
+        assert isinstance(load_generator("partial", checkpoint="a.pt"), Partial)
+    finally:
+        GENERATORS._entries.pop("partial")
+    assert "partial" not in generator_names()
+
+
+def test_training_the_builtin_generator_reduces_its_losses_and_resumes(tmp_path, caplog):
     from mindsight.generate.generators.builtin import load_builtin
     from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
 
     cfg = GeneratorTrainConfig(model=TINY, max_concepts=6, exemplars=2, render_size=64, ae_steps=60,
                                diffusion_steps=30, batch_size=8, lr=3e-3, checkpoint_every=30)
     cfg.model.embedding_dim = 1280
-    path = train_builtin(tmp_path, cfg, progress=False, log=lambda *a: None)
+    path = train_builtin(tmp_path, cfg, progress=False)
     gen = load_builtin(path)
     record = gen.describe()["training"]
     assert record["n_images"] == 12 and record["n_concepts"] == 6
@@ -173,15 +215,15 @@ def test_training_the_builtin_generator_reduces_its_losses_and_resumes(tmp_path)
     ae_losses = meta["state"]["ae_losses"]
     assert np.mean(ae_losses[-10:]) < 0.7 * np.mean(ae_losses[:10])
     # a finished run resumes at its last step and only re-exports
-    msgs = []
-    train_builtin(tmp_path, cfg, progress=False, log=msgs.append)
-    assert msgs and "step 90" in msgs[0]
+    with caplog.at_level(logging.INFO, logger="mindsight"):
+        train_builtin(tmp_path, cfg, progress=False)
+    assert "resuming generator training at step 90" in caplog.text
     cfg.ae_steps = 61
     with pytest.raises(ValueError, match="different training config"):
         train_builtin(tmp_path, cfg, progress=False)
 
 
-def test_shipped_generator_draws_recognisable_pictures_from_true_embeddings():
+def test_shipped_generator_draws_recognisable_pictures_from_true_embeddings(tmp_path):
     """The upper bound: given the true EfficientNet-Lite0 embedding of a held-out (reserved)
     concept's picture, the shipped generator's output is identified among 20 candidates'
     pictures far above chance (two-way identification on pixel correlations)."""
@@ -200,7 +242,15 @@ def test_shipped_generator_draws_recognisable_pictures_from_true_embeddings():
 
     score = two_way_identification(seen.flatten(1), out.flatten(1))
     assert score > 0.75, score
-    assert load_images  # the same loader reconstruct uses
+    # reconstruct scores the seen pictures through load_images (from their files): it reads
+    # back the same pictures that were embedded above
+    from mindsight.evaluate.reconstruction import resize_square
+
+    for i, pic in enumerate(pics[:4]):
+        pic.save(tmp_path / f"{i}.png")
+    loaded = resize_square(load_images([tmp_path / f"{i}.png" for i in range(4)]), 64)
+    assert loaded.shape == (4, 3, 64, 64)
+    assert float((loaded - seen[:4]).abs().mean()) < 0.03
 
 
 def test_reconstruct_refuses_a_run_without_a_trained_encoder(tmp_path):

@@ -1,3 +1,4 @@
+import logging
 import pickle
 
 import numpy as np
@@ -27,14 +28,10 @@ def raw(tmp_path_factory):
     return root, amps
 
 
-def _quiet(msg):
-    pass
-
-
 def test_official_pipeline_recovers_known_events(raw, tmp_path):
     root, amps = raw
     cfg = VARIANTS["official"].with_overrides(reps_per_session=REPS, mvnn=None)
-    out = preprocess_subject(root, 1, tmp_path, cfg, log=_quiet)
+    out = preprocess_subject(root, 1, tmp_path, cfg)
     for part, n_cond, n_rep in (("train", 6, 4), ("test", 3, 6)):
         assert sniff(out[part]) == "npy"  # the official container
         d = np.load(out[part], allow_pickle=True).item()
@@ -57,7 +54,7 @@ def test_official_pipeline_recovers_known_events(raw, tmp_path):
 def test_nice_atm_variant_layout_and_reading_back(raw, tmp_path, cache_dir):
     root, _ = raw
     cfg = VARIANTS["nice-atm"].with_overrides(reps_per_session=REPS, channels=tuple(RAW_CH))
-    out = preprocess_subject(root, 1, tmp_path, cfg, log=_quiet)
+    out = preprocess_subject(root, 1, tmp_path, cfg)
     assert sniff(out["train"]) == "pickle"  # the NICE/ATM container
     with open(out["train"], "rb") as fh:
         d = pickle.load(fh)
@@ -81,8 +78,8 @@ def test_mvnn_applies_the_inverse_sqrt_of_the_configured_covariance(tmp_path, va
     root = tmp_path / "raw"
     write_raw_release(root, n_sessions=1, n_train=6, n_test=3)  # one session: one whitener
     base = VARIANTS[variant].with_overrides(reps_per_session=REPS, channels=tuple(RAW_CH))
-    plain = preprocess_subject(root, 1, tmp_path / "plain", base.with_overrides(mvnn=None), log=_quiet)
-    white = preprocess_subject(root, 1, tmp_path / "white", base, log=_quiet)
+    plain = preprocess_subject(root, 1, tmp_path / "plain", base.with_overrides(mvnn=None))
+    white = preprocess_subject(root, 1, tmp_path / "white", base)
     x = {p: read_dict(plain[p])["preprocessed_eeg_data"] for p in plain}
     w = inverse_sqrt(np.mean([noise_covariance(x[p], base.mvnn) for p in partitions], axis=0))
     for p in plain:
@@ -115,15 +112,16 @@ def test_inverse_sqrt_whitens():
         inverse_sqrt(np.zeros((3, 3)))
 
 
-def test_existing_output_is_kept_unless_overwrite(raw, tmp_path):
+def test_existing_output_is_kept_unless_overwrite(raw, tmp_path, caplog):
     root, _ = raw
     cfg = VARIANTS["official"].with_overrides(reps_per_session=REPS, mvnn=None)
-    out = preprocess_subject(root, 1, tmp_path, cfg, log=_quiet)
+    out = preprocess_subject(root, 1, tmp_path, cfg)
     mtime = out["train"].stat().st_mtime_ns
-    messages = []
-    preprocess_subject(root, 1, tmp_path, cfg, log=messages.append)
-    assert out["train"].stat().st_mtime_ns == mtime and "skipping" in messages[0]
-    preprocess_subject(root, 1, tmp_path, cfg, overwrite=True, log=_quiet)
+    with caplog.at_level(logging.INFO, logger="mindsight"):
+        preprocess_subject(root, 1, tmp_path, cfg)
+    assert out["train"].stat().st_mtime_ns == mtime
+    assert "sub-01: already preprocessed" in caplog.text and "skipping" in caplog.text
+    preprocess_subject(root, 1, tmp_path, cfg, overwrite=True)
     assert out["train"].stat().st_mtime_ns != mtime
 
 
@@ -131,9 +129,9 @@ def test_too_few_repetitions_and_missing_sessions(raw, tmp_path):
     root, _ = raw
     cfg = VARIANTS["official"].with_overrides(reps_per_session={"train": 5, "test": 3}, mvnn=None)
     with pytest.raises(DataFormatError, match=r"ses-01/raw_eeg_training.npy: condition \d+ has \d repetition"):
-        preprocess_subject(root, 1, tmp_path, cfg, log=_quiet)
+        preprocess_subject(root, 1, tmp_path, cfg)
     with pytest.raises(MissingFileError, match="no raw sessions for sub-07"):
-        preprocess_subject(root, 7, tmp_path, log=_quiet)
+        preprocess_subject(root, 7, tmp_path)
 
 
 def test_raw_without_stim_channel(tmp_path):
@@ -143,4 +141,4 @@ def test_raw_without_stim_channel(tmp_path):
         np.save(ses / f"raw_eeg_{part}.npy", {"raw_eeg_data": np.zeros((2, 100)), "ch_names": ["Oz", "Pz"],
                                               "ch_types": ["eeg", "eeg"], "sfreq": 1000.0})
     with pytest.raises(DataFormatError, match="no 'stim' channel"):
-        preprocess_subject(tmp_path, 1, tmp_path / "out", log=_quiet)
+        preprocess_subject(tmp_path, 1, tmp_path / "out")

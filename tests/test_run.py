@@ -88,20 +88,20 @@ def test_embedding_size_mismatch_between_checkpoint_and_features(release, tmp_pa
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(images)},
                                "model": {"encoder": "ridge"}})
     train_run(cfg, out, progress=False, cache_dir=cache)
-    import mindsight.evaluate.run as ev
+    import mindsight.run as run_mod
 
     class Fake:  # features of the test images from another (768-d) model
         dim = 768
         features = None
         keys = ()
 
-    orig = ev.level_tables
-    ev.level_tables = lambda *a, **k: [Fake()]
+    orig = run_mod.level_tables  # what Run.features reads the feature tables with
+    run_mod.level_tables = lambda *a, **k: [Fake()]
     try:
         with pytest.raises(MindsightError, match="embedding size mismatch.*1280-d.*768-d"):
             evaluate_run(out, progress=False, cache_dir=cache)
     finally:
-        ev.level_tables = orig
+        run_mod.level_tables = orig
 
 
 def test_leave_one_subject_out_trains_fresh_models_without_the_test_subject(release, tmp_path):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mindsight.errors import WeightsUnavailableError
-from mindsight.generate.base import GENERATORS, generator_names, load_generator
+from mindsight.generate.base import GENERATORS, generator_names, load_generator, weights_options
 
 DIM = 32  # the tiny IP-Adapter's embedding size
 SIZE = 64  # the tiny generators' image size
@@ -47,8 +47,11 @@ def test_registered():
     names = generator_names()
     for name in ("sdxl-ip-adapter", "sdxl-turbo-ip-adapter"):
         assert name in names
-        entry = GENERATORS.entry(name)
-        assert entry.tags["offline"] is False and entry.description
+        cls = GENERATORS.get(name)
+        assert cls.offline is False and cls.name == name and GENERATORS.entry(name).description
+        # `--weights` names the SDXL pipeline (a hub id or a local folder)
+        assert cls.weights_option == "model_id"
+        assert weights_options(name, "/models/sdxl") == {"model_id": "/models/sdxl"}
 
 
 def test_shape_range_and_describe(sdxl, turbo):

@@ -77,7 +77,7 @@ def test_raw_release_goes_through_mindsight_preprocess(tiny, tmp_path):
 
     root, _, _ = tiny
     cfg = VARIANTS["official"].with_overrides(reps_per_session={"train": 2, "test": 4}, mvnn=None)
-    out = preprocess_subject(root / "raw_data", 1, tmp_path, cfg, log=lambda m: None)
+    out = preprocess_subject(root / "raw_data", 1, tmp_path, cfg)
     d = np.load(out["train"], allow_pickle=True).item()
     assert d["preprocessed_eeg_data"].shape == (36, 2, 17, 100)  # catch trials (99999) dropped
     # the epochs carry the simulated responses: repetitions of one image agree more than

@@ -6,18 +6,33 @@ names) print one clear line and exit with status 2 instead of a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
+from mindsight.config import PROTOCOLS, TEST_SETS, TRIAL_MODES
 from mindsight.errors import MindsightError
+from mindsight.output import logger, progress_enabled, progress_scope, set_progress
+from mindsight.preprocess.pipeline import VARIANTS
+from mindsight.simulate.dataset import DIFFICULTY, PRESETS
+
+if TYPE_CHECKING:
+    from mindsight.analysis.base import Analysis, Summary
 
 app = typer.Typer(
     name="mindsight",
@@ -28,11 +43,72 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _choices(name: str, values: Any) -> type[StrEnum]:
+    """A string enum of ``values`` (a constant or a registry's names), so that ``--help`` lists
+    them and the parser refuses anything else."""
+    return StrEnum(name, [(str(v), str(v)) for v in values])
+
+
+DEVICES = ("auto", "cpu", "cuda")
+MVNN_CHOICES = ("time", "epochs", "none")
+Device = _choices("Device", DEVICES)
+Variant = _choices("Variant", VARIANTS)
+Mvnn = _choices("Mvnn", MVNN_CHOICES)
+Protocol = _choices("Protocol", PROTOCOLS)
+Trials = _choices("Trials", TRIAL_MODES)
+TestSet = _choices("TestSet", TEST_SETS)
+Preset = _choices("Preset", PRESETS)
+Difficulty = _choices("Difficulty", DIFFICULTY)
+
+
+def _progress_option(value: bool | None) -> bool | None:
+    """``--progress`` / ``--no-progress``: the global switch of every bar (absent: unchanged)."""
+    if value is not None:
+        set_progress(value)
+    return value
+
+
+# shared options: one definition each, used by every command that has them
 CacheDir = Annotated[
     Path | None,
     typer.Option("--cache-dir", envvar="MINDSIGHT_CACHE_DIR",
-                 help="Where converted EEG arrays and features are cached [default: ~/.cache/mindsight]."),
+                 help="Where converted EEG arrays and features are cached \\[default: ~/.cache/mindsight]."),
 ]
+DeviceOption = Annotated[Device, typer.Option(help="Where to compute: cuda when available with auto.")]
+ConfigDevice = Annotated[Device | None, typer.Option("--device", help="Where to compute \\[the configuration's: auto].")]
+RunDir = Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")]
+Progress = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", callback=_progress_option,
+    help="Show progress bars \\[shown unless --quiet or MINDSIGHT_PROGRESS=0].")]
+Subjects = Annotated[list[int] | None, typer.Option(
+    "--subject", "-s",
+    help="Subject number(s); repeat for several \\[all found; train: the configuration's; simulate: the preset's].")]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same result.")]
+OptionalSeed = Annotated[int | None, typer.Option("--seed", help="Random seed \\[the preset's or variant's].")]
+
+
+@contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """For one command: with ``quiet`` no progress bars and no notes below warnings; the
+    previous settings come back when the command ends."""
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        with progress_scope(not quiet):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress bars and notes (warnings and errors still show).")] = False,
+) -> None:
+    """Decode what a person sees from EEG/MEG: data, embeddings, training, evaluation."""
+    ctx.with_resource(_quiet(quiet))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> Table:
@@ -42,6 +118,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = N
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     return table
+
+
+def _value(choice: StrEnum | None) -> str | None:
+    return None if choice is None else choice.value
 
 
 @app.command()
@@ -75,7 +155,7 @@ def info(
 @app.command()
 def cache(
     eeg: Annotated[Path, typer.Argument(help="Preprocessed THINGS-EEG2 release (any supported layout).")],
-    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); default: all found.")] = None,
+    subject: Subjects = None,
     images: Annotated[Path | None, typer.Option(help="Image set, to join concepts and check counts.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -95,26 +175,22 @@ def cache(
 def preprocess(
     raw: Annotated[Path, typer.Argument(help="THINGS-EEG2 raw release (folder holding raw_data/ or sub-XX/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (gets sub-XX/ per subject).")],
-    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); default: all found.")] = None,
-    variant: Annotated[str, typer.Option(help="'official' (17 ch, 100 Hz) or 'nice-atm' (63 ch, 250 Hz).")] = "official",
-    mvnn: Annotated[str | None, typer.Option(help="MVNN dimension: time, epochs, or none (default: the variant's; time for official, epochs for nice-atm).")] = None,
+    subject: Subjects = None,
+    variant: Annotated[Variant, typer.Option(help="official: 17 ch, 100 Hz; nice-atm: 63 ch, 250 Hz.")] = Variant.official,
+    mvnn: Annotated[Mvnn | None, typer.Option(help="MVNN dimension \\[the variant's: time for official, epochs for nice-atm].")] = None,
     reps_train: Annotated[int | None, typer.Option(help="Training repetitions kept per session.")] = None,
     reps_test: Annotated[int | None, typer.Option(help="Test repetitions kept per session.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of repetition selection and shuffling.")] = None,
+    seed: OptionalSeed = None,
     overwrite: Annotated[bool, typer.Option(help="Redo subjects whose output exists.")] = False,
 ) -> None:
     """Preprocess the raw release with MNE, reproducing the official or the NICE/ATM pipeline."""
     from mindsight.io.things_eeg2 import find_raw_sessions
-    from mindsight.preprocess import VARIANTS, preprocess_subject
+    from mindsight.preprocess import preprocess_subject
 
-    if variant not in VARIANTS:
-        raise MindsightError(f"unknown variant {variant!r}; available: {', '.join(VARIANTS)}")
-    cfg = VARIANTS[variant]
+    cfg = VARIANTS[variant.value]
     overrides: dict[str, Any] = {}
     if mvnn is not None:
-        if mvnn not in ("epochs", "time", "none"):
-            raise MindsightError(f"--mvnn must be epochs, time or none, got {mvnn!r}")
-        overrides["mvnn"] = None if mvnn == "none" else mvnn
+        overrides["mvnn"] = None if mvnn == "none" else mvnn.value
     if reps_train is not None or reps_test is not None:
         overrides["reps_per_session"] = {
             "train": reps_train or cfg.reps_per_session["train"],
@@ -127,7 +203,7 @@ def preprocess(
     if not subjects:
         raise MindsightError(f"{raw}: no raw THINGS-EEG2 sessions found (raw_data/sub-XX/ses-0Y/raw_eeg_*.npy)")
     for s in subjects:
-        preprocess_subject(raw, s, out, cfg, overwrite=overwrite, log=console.print)
+        preprocess_subject(raw, s, out, cfg, overwrite=overwrite)
 
 
 @app.command()
@@ -136,7 +212,7 @@ def embed(
     image_model: Annotated[str | None, typer.Option(help="Image embedder; see `mindsight models`.")] = None,
     text_model: Annotated[str | None, typer.Option(help="Text embedder for concept names.")] = None,
     template: Annotated[str | None, typer.Option(help="Prompt for concept names, '{}' = the name.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: DeviceOption = Device.auto,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
     view: Annotated[list[str] | None, typer.Option(help="Image view(s) the model is shown (repeatable; stacks such as multi-blur expand); see `mindsight models`.")] = None,
     cache_dir: CacheDir = None,
@@ -158,12 +234,13 @@ def embed(
     image_set = read_image_set(images)
     image_model = image_model or DEFAULT_IMAGE_MODEL
     text_model = text_model or DEFAULT_TEXT_MODEL
-    device = resolve_device(device)
+    device = resolve_device(device.value)
     rows = []
     for part in ("train", "test"):
         p = image_set[part]
         for v in views:
-            t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v)
+            t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v,
+                               progress=progress_enabled())
             rows.append({"partition": part, "modality": "image", "model": f"{image_model}@{v}",
                          "shape": t.features.shape, "file": cache_path(image_model, "image", t.fingerprint, cache_dir, v)})
         tt = text_features(p.concept_names, text_model, template or DEFAULT_TEMPLATE, cache_dir=cache_dir, device=device)
@@ -219,19 +296,19 @@ def models() -> None:
             for e in ENCODERS]
     console.print(_table(rows, ["name", "parameters", "description"],
                          title="brain encoders (parameters for 63 ch × 250 samples → 1024-d)"))
-    from mindsight.generate.base import GENERATORS, generator_names, load_generator
+    from mindsight.generate.base import GENERATORS, generator_class, generator_names, load_generator
 
     rows = []
     for name in generator_names():
-        e = GENERATORS.entry(name)
+        offline = generator_class(name).offline
         params = "–"
-        if e.tags.get("offline"):
+        if offline:
             try:
                 params = f"{sum(load_generator(name).parameter_counts().values()):,}"
             except MindsightError as exc:
                 params = f"unavailable: {exc}"
-        rows.append({"name": name, "offline": "yes" if e.tags.get("offline") else "needs hub",
-                     "parameters": params, "description": e.description})
+        rows.append({"name": name, "offline": "yes" if offline else "needs hub",
+                     "parameters": params, "description": GENERATORS.entry(name).description})
     console.print(_table(rows, ["name", "offline", "parameters", "description"], title="image generators"))
 
 
@@ -240,21 +317,21 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or resume).")],
     eeg: Annotated[Path | None, typer.Option("--eeg", "--meg", help="Preprocessed THINGS-EEG2 or THINGS-MEG folder (any supported layout).")] = None,
     images: Annotated[Path | None, typer.Option(help="Image set (THINGS-EEG2 folders; for THINGS-MEG the folder holding images_meg/).")] = None,
-    test_set: Annotated[str | None, typer.Option(help="THINGS-MEG test set: 'small' (200 images × 12) or 'large' (2,400 images).")] = None,
-    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s); repeat for several.")] = None,
+    test_set: Annotated[TestSet | None, typer.Option(help="THINGS-MEG test set: small (200 images × 12) or large (2,400 images) \\[small].")] = None,
+    subject: Subjects = None,
     encoder: Annotated[str | None, typer.Option(help="Brain encoder; see `mindsight models`.")] = None,
-    image_model: Annotated[str | None, typer.Option(help="Image embedder [default: efficientnet-lite0, offline].")] = None,
+    image_model: Annotated[str | None, typer.Option(help="Image embedder \\[default: efficientnet-lite0, offline].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping on validation).")] = None,
     seed: Annotated[list[int] | None, typer.Option("--seed", help="Seed(s); repeat for several.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="'intra' (per subject), 'loso' (leave one subject out) or 'pooled' (one model for all subjects).")] = None,
-    trials: Annotated[str | None, typer.Option(help="Training samples: 'subsets' (random repetition averages, default), 'averaged' or 'single'.")] = None,
+    protocol: Annotated[Protocol | None, typer.Option(help="intra: per subject; loso: leave one subject out; pooled: one model for all subjects \\[intra].")] = None,
+    trials: Annotated[Trials | None, typer.Option(help="Training samples: subsets (random repetition averages), averaged or single \\[subsets].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, or auto.")] = None,
+    device: ConfigDevice = None,
     config: Annotated[Path | None, typer.Option(help="YAML run configuration; flags override it.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config value: section.key=value.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Train a brain encoder to the image-embedding space (contrastive + MSE), selecting on a
@@ -265,34 +342,35 @@ def train(
     cfg = RunConfig.load(config) if config else RunConfig()
     flags = {
         "data.eeg": None if eeg is None else str(eeg),
-        "data.images": None if images is None else str(images), "data.test_set": test_set,
-        "data.subjects": subject, "data.train_trials": trials, "model.encoder": encoder,
+        "data.images": None if images is None else str(images), "data.test_set": _value(test_set),
+        "data.subjects": subject, "data.train_trials": _value(trials), "model.encoder": encoder,
         "model.image_model": image_model, "train.epochs": epochs, "train.seeds": seed,
-        "train.batch_size": batch_size, "train.lr": lr, "train.device": device, "protocol": protocol,
+        "train.batch_size": batch_size, "train.lr": lr, "train.device": _value(device),
+        "protocol": _value(protocol),
     }
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = cfg.override(overrides + list(set_ or []))
-    train_run(cfg, out, resume=resume, progress=progress, cache_dir=cache_dir)
+    train_run(cfg, out, resume=resume, progress=progress_enabled(), cache_dir=cache_dir)
     console.print(f"trained {cfg.model.encoder} ({cfg.protocol}, subjects {cfg.data.subjects}, "
                   f"seeds {cfg.train.seeds}) → {out}\nnext: mindsight evaluate {out}")
 
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    run_dir: RunDir,
+    device: DeviceOption = Device.auto,
     single_trial: Annotated[bool, typer.Option(help="Also score single test trials.")] = True,
     draws: Annotated[int, typer.Option(help="Random distractor draws per query for k-way accuracy.")] = 100,
     centres: Annotated[Path | None, typer.Option(help="THINGS image folder (one sub-folder per concept): also rank NICE's concept centres.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Score a run on the test set (zero-shot retrieval and classification) → RUN_DIR/metrics.json."""
     from mindsight.evaluate import evaluate_run
     from mindsight.evaluate.report import plot_repetitions, summary_tables
 
-    metrics = evaluate_run(run_dir, device=device, cache_dir=cache_dir, progress=progress,
-                           single_trial=single_trial, n_draws=draws, centres=centres)
+    metrics = evaluate_run(run_dir, device=device.value, cache_dir=cache_dir, single_trial=single_trial,
+                           n_draws=draws, centres=centres)
     for title, columns, rows in summary_tables(metrics):
         console.print(_table(rows, columns, title=title))
     figure = plot_repetitions(metrics, run_dir / "repetitions.png")
@@ -302,16 +380,16 @@ def evaluate(
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Folder to write the dataset to.")],
-    preset: Annotated[str, typer.Option(help="Size: tiny, demo, or things (full THINGS-EEG2 scale).")] = "demo",
-    difficulty: Annotated[str, typer.Option(help="Noise level: easy, default, or hard.")] = "default",
-    subject: Annotated[list[int] | None, typer.Option("--subject", "-s", help="Subject number(s) [preset's].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of concepts, brains and noise [0].")] = None,
+    preset: Annotated[Preset, typer.Option(help="Size (things: the full THINGS-EEG2 scale).")] = Preset.demo,
+    difficulty: Annotated[Difficulty, typer.Option(help="Noise level.")] = Difficulty.default,
+    subject: Subjects = None,
+    seed: OptionalSeed = None,
     raw: Annotated[bool | None, typer.Option(help="Also write the raw 1000 Hz release (for `mindsight preprocess`).")] = None,
     front_end: Annotated[bool | None, typer.Option(
         "--front-end/--no-front-end",
-        help="Perceptual front-end: mid/high features of a foveated blur, one acuity level drawn per trial [on].")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto (feature extraction).")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+        help="Perceptual front-end: mid/high features of a foveated blur, one acuity level drawn per trial \\[on].")] = None,
+    device: DeviceOption = Device.auto,
+    progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Write a THINGS-EEG2-like dataset (images, preprocessed and raw EEG) with a known ceiling."""
@@ -319,10 +397,11 @@ def simulate(
     from mindsight.simulate import preset as make_preset
     from mindsight.simulate import simulate as run_simulation
 
-    cfg = make_preset(preset, difficulty, subjects=subject, seed=seed, front_end=front_end)
+    cfg = make_preset(preset.value, difficulty.value, subjects=subject, seed=seed, front_end=front_end)
     if raw is not None:
         cfg.layouts = sorted(set(cfg.layouts) | {"raw"}) if raw else [x for x in cfg.layouts if x != "raw"]
-    meta = run_simulation(out, cfg, device=resolve_device(device), progress=progress, cache_dir=cache_dir)
+    meta = run_simulation(out, cfg, device=resolve_device(device.value), progress=progress_enabled(),
+                          cache_dir=cache_dir)
     console.print(f"simulated {len(cfg.subjects)} subject(s) → {out}: {meta['n_way']}-way ideal-observer "
                   f"ceiling top-1 {100 * meta['ceiling_top1']:.1f} %, top-5 {100 * meta['ceiling_top5']:.1f} %")
     console.print(f"train on it: mindsight train --eeg {out}/Preprocessed_data_250Hz --images {out}/images "
@@ -331,27 +410,28 @@ def simulate(
 
 @app.command()
 def reconstruct(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
+    run_dir: RunDir,
     generator: Annotated[str, typer.Option(help="Stage II generator; see `mindsight models`.")] = "builtin",
     out: Annotated[Path | None, typer.Option(help="Output folder [RUN_DIR/reconstruction/GENERATOR].")] = None,
-    fold: Annotated[str | None, typer.Option(help="Fold to reconstruct, e.g. sub-01_seed-0 [first].")] = None,
+    fold: Annotated[str | None, typer.Option(help="Fold to reconstruct, e.g. sub-01_seed-0 \\[first].")] = None,
     prior: Annotated[bool, typer.Option(help="Stage I diffusion prior (else the EEG embedding conditions directly).")] = True,
     lowlevel: Annotated[bool, typer.Option(help="Low-level pathway: blurry image from EEG → img2img.")] = True,
     postprocess: Annotated[bool, typer.Option(help="Re-standardise predicted latents to training statistics.")] = False,
     strength: Annotated[float, typer.Option(help="img2img strength (1 = ignore the blurry image).")] = 0.8,
-    steps: Annotated[int | None, typer.Option(help="Generator sampling steps [generator's default].")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Generator guidance scale [generator's default].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Generator sampling steps \\[generator's default].")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Generator guidance scale \\[generator's default].")] = None,
     prior_steps: Annotated[int | None, typer.Option(help="Prior sampling steps [50].")] = None,
     prior_guidance: Annotated[float | None, typer.Option(help="Prior classifier-free guidance scale [3].")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Generator weight file/folder (builtin: .safetensors; sdxl: model id or path).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Generator weights: the file, folder or hub id the generator declares (builtin: .safetensors; sdxl: pipeline id or folder).")] = None,
     max_images: Annotated[int | None, typer.Option(help="Only the first N test items.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    seed: Seed = 0,
+    device: DeviceOption = Device.auto,
+    progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Reconstruct the test images of a run (prior → low-level → generator) and score them."""
     from mindsight.embed.base import resolve_device
+    from mindsight.generate.base import weights_options
     from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
 
     rc = ReconstructConfig(generator=generator, fold=fold, prior=prior, lowlevel=lowlevel,
@@ -361,11 +441,9 @@ def reconstruct(
         rc.prior_config.steps = prior_steps
     if prior_guidance is not None:
         rc.prior_config.guidance_scale = prior_guidance
-    if weights is not None:
-        rc.generator_options["weights" if generator == "builtin" else "model_id"] = str(weights)
+    rc.generator_options.update(weights_options(generator, None if weights is None else str(weights)))
     dest = out or run_dir / "reconstruction" / generator
-    rep = reconstruct_run(run_dir, rc, out=dest, device=resolve_device(device), progress=progress,
-                          cache_dir=cache_dir, log=console.print)
+    rep = reconstruct_run(run_dir, rc, out=dest, device=resolve_device(device.value), cache_dir=cache_dir)
     from mindsight.generate.figures import METRIC_LABELS
 
     metrics = rep.get("metrics", {})
@@ -384,9 +462,9 @@ def train_generator(
     diffusion_steps: Annotated[int | None, typer.Option(help="Latent diffusion training steps.")] = None,
     exemplars: Annotated[int | None, typer.Option(help="Pictures per concept.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: DeviceOption = Device.auto,
     install: Annotated[bool, typer.Option(help="Copy the result over the packaged weights.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Train the built-in generator from scratch on rendered stimuli (resumes an interrupted run)."""
     import shutil
@@ -400,91 +478,74 @@ def train_generator(
                      ("exemplars", exemplars), ("batch_size", batch_size)):
         if val is not None:
             setattr(cfg, key, val)
-    path = train_builtin(out, cfg, device=resolve_device(device), progress=progress, log=console.print)
+    path = train_builtin(out, cfg, device=resolve_device(device.value))
     if install:
         shutil.copyfile(path, shipped_weights())
     console.print(f"generator weights → {path}" + (f" (installed as {shipped_weights()})" if install else
                                                     f"\nuse them: mindsight reconstruct RUN_DIR --weights {path}"))
 
 
-analyze_app = typer.Typer(help="Analyses of a trained run (→ RUN_DIR/analysis/*.json + figures).",
-                          no_args_is_help=True)
+def _print_summary(summary: Summary) -> None:
+    if summary.rows:
+        console.print(_table(summary.rows, summary.columns, title=summary.title))
+    elif summary.title:
+        console.print(summary.title)
+    for line in summary.lines:
+        console.print(line)
+
+
+def analysis_command(cls: type[Analysis]) -> click.Command:
+    """The ``mindsight analyze NAME`` command of analysis class ``cls``: RUN_DIR, one option per
+    field of ``cls.Options`` (its type, default and ``metadata["help"]``), then the options every
+    analysis has (device, progress, cache dir). It runs the analysis and prints its summary."""
+    hints = cls.option_types()
+    fields = dataclasses.fields(cls.Options)
+
+    def parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+    params = [parameter("run_dir", RunDir)]
+    for f in fields:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        params.append(parameter(f.name, Annotated[hints[f.name], typer.Option(help=escape(f.metadata.get("help", "")))],
+                                default))
+    params += [parameter("device", DeviceOption, Device.auto), parameter("progress", Progress, None),
+               parameter("cache_dir", CacheDir, None)]
+
+    def command(**kwargs: Any) -> None:
+        from mindsight.run import Run
+
+        run = Run.open(kwargs["run_dir"], device=kwargs["device"].value, cache_dir=kwargs["cache_dir"])
+        analysis = cls()
+        result = analysis.run(run, cls.Options(**{f.name: kwargs[f.name] for f in fields}))
+        _print_summary(analysis.summary(result))
+        console.print("→ " + ", ".join(str(p) for p in analysis.outputs(run.path)))
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = cls.name.replace("-", "_")
+    single = typer.Typer(add_completion=False)
+    single.command(cls.name, help=cls.description)(command)
+    return typer.main.get_command(single)
+
+
+class _AnalysisGroup(TyperGroup):
+    """``mindsight analyze``: one subcommand per registered analysis (:data:`ANALYSES`), built
+    when asked for, so a new analysis needs no edit here and ``mindsight --help`` stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from mindsight.analysis import analysis_names
+
+        return analysis_names()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from mindsight.analysis import ANALYSES
+
+        return analysis_command(ANALYSES.get(cmd_name)) if cmd_name in ANALYSES else None
+
+
+analyze_app = typer.Typer(cls=_AnalysisGroup, no_args_is_help=True,
+                          help="Analyses of a trained run (→ RUN_DIR/analysis/*.json + figures).")
 app.add_typer(analyze_app, name="analyze")
-
-
-@analyze_app.command("repetitions")
-def analyze_repetitions_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
-    draws: Annotated[int, typer.Option(help="Random repetition subsets per number of repetitions.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the repetition draws.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    cache_dir: CacheDir = None,
-) -> None:
-    """Retrieval accuracy against the number of averaged test repetitions (1 = single trial)."""
-    from mindsight.analysis import analyze_repetitions
-    from mindsight.embed.base import resolve_device
-
-    r = analyze_repetitions(run_dir, draws=draws, seed=seed, device=resolve_device(device),
-                            cache_dir=cache_dir, progress=progress)
-    rows = [{"repetitions": n, "top-1 (%)": f"{100 * a:.1f}", "top-5 (%)": f"{100 * b:.1f}"}
-            for n, a, b in zip(r["n"], r["top1"], r["top5"], strict=True)]
-    console.print(_table(rows, ["repetitions", "top-1 (%)", "top-5 (%)"],
-                         title=f"accuracy vs. averaged test repetitions (chance top-1 {100 * r['chance_top1']:.1f} %)"))
-    console.print(f"→ {run_dir / 'analysis' / 'repetitions.json'}, {run_dir / 'analysis' / 'repetitions.png'}")
-
-
-@analyze_app.command("temporal")
-def analyze_temporal_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
-    mode: Annotated[str, typer.Option(help="'mask' (evaluation only) or 'retrain' (a model per window).")] = "mask",
-    length: Annotated[float, typer.Option(help="Sliding window length in seconds.")] = 0.1,
-    stride: Annotated[float, typer.Option(help="Window stride in seconds.")] = 0.025,
-    tmin: Annotated[float | None, typer.Option(help="First time analysed [epoch start].")] = None,
-    tmax: Annotated[float | None, typer.Option(help="Last time analysed [epoch end].")] = None,
-    permutations: Annotated[int, typer.Option(help="Label permutations for the significance band.")] = 200,
-    encoder: Annotated[str | None, typer.Option(help="retrain: encoder per window [the run's].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="retrain: maximum epochs per window [the run's].")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    cache_dir: CacheDir = None,
-) -> None:
-    """Retrieval accuracy for sliding and growing time windows, with a permutation band."""
-    from mindsight.analysis import analyze_temporal
-    from mindsight.embed.base import resolve_device
-
-    r = analyze_temporal(run_dir, mode=mode, length=length, stride=stride, tmin=tmin, tmax=tmax,
-                         n_permutations=permutations, encoder=encoder, epochs=epochs,
-                         device=resolve_device(device), cache_dir=cache_dir, progress=progress)
-    p = r["peak"]
-    console.print(f"{r['mode']}\npeak {100 * p['top1']:.1f} % top-1 in [{1000 * p['start']:.0f}, "
-                  f"{1000 * p['end']:.0f}] ms (chance {100 * r['chance_top1']:.1f} %) → "
-                  f"{run_dir / 'analysis' / 'temporal.json'}, {run_dir / 'analysis' / 'temporal.png'}")
-
-
-@analyze_app.command("spatial")
-def analyze_spatial_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mindsight train`.")],
-    mode: Annotated[str, typer.Option(help="'mask' (evaluation only) or 'retrain' (a model per region).")] = "mask",
-    permutations: Annotated[int, typer.Option(help="Label permutations for the significance band.")] = 200,
-    encoder: Annotated[str | None, typer.Option(help="retrain: encoder per region [the run's].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="retrain: maximum epochs per region [the run's].")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    cache_dir: CacheDir = None,
-) -> None:
-    """Retrieval with the channels of one brain region only, and a topomap of channel importance."""
-    from mindsight.analysis import analyze_spatial
-    from mindsight.embed.base import resolve_device
-
-    r = analyze_spatial(run_dir, mode=mode, n_permutations=permutations, encoder=encoder, epochs=epochs,
-                        device=resolve_device(device), cache_dir=cache_dir, progress=progress)
-    rows = [{"region": name, "channels": str(v["n_channels"]), "top-1 (%)": f"{100 * v['top1']:.1f}",
-             "top-5 (%)": f"{100 * v['top5']:.1f}", "null 95 % (%)": f"{100 * v['null95']:.1f}"}
-            for name, v in r["regions"].items()]
-    console.print(_table(rows, ["region", "channels", "top-1 (%)", "top-5 (%)", "null 95 % (%)"],
-                         title=f"{r['mode']} (chance top-1 {100 * r['chance_top1']:.1f} %)"))
-    console.print(f"→ {run_dir / 'analysis' / 'spatial.json'}, {run_dir / 'analysis' / 'spatial.png'}")
 
 
 @app.command()
@@ -492,14 +553,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
     data: Annotated[Path, typer.Option(help="Where the simulated dataset goes (reused if there).")] = Path("data/sim-demo"),
     epochs: Annotated[int | None, typer.Option(help="Maximum training epochs [20].")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """The main job on built-in data: simulate, train ATM and ridge, evaluate, write a report."""
     from mindsight.demo import run_demo
     from mindsight.evaluate.report import summary_tables
 
-    m = run_demo(out, data, epochs=epochs, progress=progress, cache_dir=cache_dir)
+    m = run_demo(out, data, epochs=epochs, cache_dir=cache_dir)
     for title, columns, rows in summary_tables(m):
         console.print(_table(rows, columns, title=title))
     console.print(f"ATM {100 * m['top1']:.1f} % · ridge {100 * m['baselines']['ridge']['top1']:.1f} % · "
@@ -512,17 +573,17 @@ def evaluate_reconstruction(
     seen: Annotated[Path, typer.Option("--seen", help="Folder of the images the subject saw.")],
     generated: Annotated[Path, typer.Option("--generated", help="Folder of the reconstructions, same file names (png/jpg).")],
     out: Annotated[Path | None, typer.Option(help="JSON file to write [GENERATED/reconstruction_metrics.json].")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only these metrics (repeatable) [all].")] = None,
+    device: DeviceOption = Device.auto,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only these metrics (repeatable) \\[all].")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Score reconstructions against the seen images: PixCorr, SSIM, AlexNet(2/5), Inception, CLIP
     two-way identification, EffNet-B, SwAV, CLIP score."""
     from mindsight.evaluate.reconstruction import evaluate_folders, summary_rows
 
-    m = evaluate_folders(seen, generated, out=out, device=device, metrics=metric or None,
-                         batch_size=batch_size, progress=progress)
+    m = evaluate_folders(seen, generated, out=out, device=device.value, metrics=metric or None,
+                         batch_size=batch_size, progress=progress_enabled())
     console.print(_table(summary_rows(m), ["metric", "value", "better", "chance", "weights / reason"],
                          title=f"reconstruction metrics ({m['n_images']} image pairs)"))
     console.print(f"metrics → {m['out']}")

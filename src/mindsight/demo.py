@@ -57,10 +57,15 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", 
              epochs: int | None = None, progress: bool = True, cache_dir: Any = None,
              preset_name: str = "demo", reconstruct: bool = True,
              reconstruct_config: Any = None) -> dict[str, Any]:
+    """Simulate, train, evaluate and reconstruct (see the module docstring); returns the
+    metrics written to ``out/metrics.json``. Bars are shown when ``progress`` and the global
+    switch (:func:`mindsight.output.set_progress`) allow."""
     from mindsight.evaluate import evaluate_run
+    from mindsight.output import progress_enabled
     from mindsight.simulate import preset, simulate
     from mindsight.train import train_run
 
+    progress = progress and progress_enabled()
     out, data = Path(out), Path(data)
     sim = simulate(data, preset(preset_name), progress=progress, cache_dir=cache_dir)
     cfg = RunConfig.from_dict(DEMO_CONFIG)
@@ -92,15 +97,15 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", 
         from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
 
         rec = reconstruct_run(out, reconstruct_config or ReconstructConfig(), progress=progress,
-                              cache_dir=cache_dir, log=lambda *a: None)
-    write_report(out, m, sim, cfg, cache_dir, rec)
+                              cache_dir=cache_dir)
+    write_report(out, m, sim, cache_dir, rec)
     return m
 
 
-def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConfig, cache_dir: Any,
+def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cache_dir: Any,
                  rec: dict[str, Any] | None = None) -> Path:
     """``report.md`` with the headline numbers, the protocol, four figures and (if ``rec``) the
-    reconstruction section."""
+    reconstruction section; images and fold records come from the runs in ``out``."""
 
     from mindsight.evaluate.report import (
         plot_accuracy,
@@ -109,20 +114,21 @@ def write_report(out: Path, m: dict[str, Any], sim: dict[str, Any], cfg: RunConf
         plot_training,
         summary_tables,
     )
-    from mindsight.io.datasets import read_images
+    from mindsight.run import Run
     from mindsight.train.checkpoint import load_tensors
 
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)["test"]
+    run = Run.open(out, device="cpu", cache_dir=cache_dir)
+    images = run.images["test"]
     methods = m["methods"]
     best = max((k for k in methods if k != "ridge"), key=lambda k: methods[k]["top1"])
-    best_run = out / methods[best]["run"]
-    fold = best_run / "folds" / json.loads((best_run / "metrics.json").read_text())["folds"][0]["fold"]
-    emb, _ = load_tensors(fold / "test_embeddings.safetensors")
+    best_run = Run.open(out / methods[best]["run"], device="cpu", cache_dir=cache_dir)
+    first = best_run.fold(json.loads((best_run.path / "metrics.json").read_text())["folds"][0]["fold"])
+    emb, _ = load_tensors(best_run.fold_dir(first) / "test_embeddings.safetensors")
     figs = {
         "retrievals": plot_retrievals(emb["embeddings"], emb["image_table"], images.paths,
                                       out / "retrievals.png"),
         "accuracy": plot_accuracy(m, out / "accuracy.png"),
-        "training": plot_training({f["fold"]: json.loads((out / "folds" / f["fold"] / "fold.json").read_text())["history"]
+        "training": plot_training({f["fold"]: run.trained(run.fold(f["fold"]))[1]["history"]
                                    for f in m["folds"]}, out / "training.png"),
         "repetitions": plot_repetitions(m, out / "repetitions.png"),
     }

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 logger = logging.getLogger("mindsight")
@@ -83,3 +84,17 @@ def enable_console(level: int = logging.INFO) -> None:
     handler._mindsight_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+@contextmanager
+def progress_scope(enabled: bool) -> Iterator[None]:
+    """Inside the block, bars are shown only if ``enabled`` and :func:`progress_enabled` (the
+    ``progress=`` arguments some functions still take); the setting is restored afterwards."""
+    global _progress_setting
+    before = _progress_setting
+    if not enabled:
+        _progress_setting = False
+    try:
+        yield
+    finally:
+        _progress_setting = before

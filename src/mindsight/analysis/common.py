@@ -10,11 +10,9 @@ from typing import Any
 import torch
 
 from mindsight.config import RunConfig
-from mindsight.errors import DataFormatError
 from mindsight.recording import Recording
+from mindsight.run import Run
 from mindsight.train.data import TrialTensors, trial_tensors
-
-MODES = ("mask", "retrain")
 
 
 @dataclass
@@ -37,32 +35,21 @@ class AnalysisSetup:
         return model.image_table(self.test_levels)
 
 
-def setup(run_dir: Path, analysis: str, mode: str, encoder: str | None, epochs: int | None,
-          device: str, cache_dir: Any, progress: bool) -> AnalysisSetup:
-    """Read what an analysis of ``run_dir``'s first fold needs (training data only for
+def setup(run: Run, mode: str, encoder: str | None, epochs: int | None) -> AnalysisSetup:
+    """Read what an analysis of ``run``'s first fold needs (training data only for
     ``retrain``; ``encoder``/``epochs`` override the run's settings for its models)."""
-    from mindsight.embed.features import level_tables
-    from mindsight.evaluate.run import load_model, load_run_config, trained_fold
-    from mindsight.io.datasets import read_images
-    from mindsight.train.run import check_images, folds, load_partition, load_training, run_levels
-
-    if mode not in MODES:
-        raise DataFormatError(f"unknown {analysis} analysis mode {mode!r}; use 'mask' or 'retrain'")
-    cfg = load_run_config(run_dir)
-    fold = folds(cfg)[0]
-    fold_dir, _ = trained_fold(run_dir, fold)
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
-    check_images(images)
-    model = load_model(fold_dir, device)
-    levels = [torch.from_numpy(t.features).to(device) for t in
-              level_tables(images["test"], model.spec.level_list(), cache_dir=cache_dir, device=device)]
+    cfg, device = run.config, run.device
+    fold = run.folds[0]
+    fold_dir, _ = run.trained(fold)
+    model = run.model(fold)
+    levels = [torch.from_numpy(t.features).to(device) for t in run.features("test", model.spec.level_list())]
     feats = model.image_table(levels)
-    test = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress).average_repetitions()
-    out = AnalysisSetup(cfg, fold, fold_dir, images, feats, test, trial_tensors(test, len(feats)),
+    test = run.recording(fold.test_subject, "test").average_repetitions()
+    out = AnalysisSetup(cfg, fold, fold_dir, run.images, feats, test, trial_tensors(test, len(feats)),
                         test_levels=levels, model=model)
     if mode == "retrain":
-        out.train_table = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device)
-        out.train_rec = load_training(cfg, fold, images, cache_dir, progress)
+        out.train_table = run.features("train")
+        out.train_rec = run.training(fold)
         out.retrain_cfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
         if epochs is not None:
             out.retrain_cfg.train.epochs = epochs

@@ -9,18 +9,21 @@ selected checkpoints; only the test EEG is read, once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mindsight._atomic import write_json
+from mindsight.analysis.base import ANALYSES, Analysis, Summary
 from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import retrieval_metrics
-from mindsight.evaluate.run import load_model, load_run_config, repetition_steps, trained_fold
+from mindsight.evaluate.run import repetition_steps
 from mindsight.evaluate.stats import mean_ci
+from mindsight.output import progress_scope
 from mindsight.recording import Recording
+from mindsight.run import Run
 from mindsight.train.data import trial_tensors
 from mindsight.train.model import AlignmentModel
 
@@ -59,39 +62,52 @@ def repetition_curve(model: AlignmentModel, rec: Recording, image_feats: torch.T
     return out
 
 
+@ANALYSES.register("repetitions")
+class Repetitions(Analysis):
+    """Retrieval accuracy against the number of averaged test repetitions (1 = single trial)."""
+
+    name = "repetitions"
+    description = "Retrieval accuracy against the number of averaged test repetitions (1 = single trial)."
+
+    @dataclass
+    class Options:
+        draws: int = field(default=10, metadata={"help": "Random repetition subsets per number of repetitions."})
+        seed: int = field(default=0, metadata={"help": "Seed of the repetition draws."})
+
+    def compute(self, run: Run, options: Options) -> dict[str, Any]:
+        """The repetition curve of every fold, and their mean."""
+        per_fold = {}
+        for fold in run.folds:
+            model = run.model(fold)
+            feats = run.image_targets(fold)
+            rec = run.recording(fold.test_subject, "test")
+            per_fold[fold.name] = repetition_curve(model, rec, feats, draws=options.draws, seed=options.seed)
+        first = next(iter(per_fold.values()))
+        mean = {k: [float(np.mean([c[k][i] for c in per_fold.values()])) for i in range(len(first["n"]))]
+                for k in ("top1", "top5")}
+        return {"analysis": "repetitions", "mode": "evaluation only (the run's selected models)",
+                "n": first["n"], **mean, "chance_top1": first["chance_top1"], "chance_top5": first["chance_top5"],
+                "draws": options.draws, "seed": options.seed, "folds": per_fold,
+                "note": "n = 1 is single-trial (real-time) decoding; each point averages a random subset "
+                        "of n repetitions per draw, the same subset for every test image"}
+
+    def figure(self, run: Run, result: dict[str, Any], path: Path) -> Path:
+        return plot_repetition_curve(result, path)
+
+    def summary(self, result: dict[str, Any]) -> Summary:
+        rows = [{"repetitions": n, "top-1 (%)": f"{100 * a:.1f}", "top-5 (%)": f"{100 * b:.1f}"}
+                for n, a, b in zip(result["n"], result["top1"], result["top5"], strict=True)]
+        return Summary(title=f"accuracy vs. averaged test repetitions (chance top-1 "
+                             f"{100 * result['chance_top1']:.1f} %)",
+                       columns=["repetitions", "top-1 (%)", "top-5 (%)"], rows=rows)
+
+
 def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, device: str = "cpu",
                         cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
     """The repetition curve of every fold of ``run_dir`` → ``analysis/repetitions.json`` + PNG."""
-    from mindsight.embed.features import level_tables
-    from mindsight.evaluate.run import test_image_table
-    from mindsight.io.datasets import read_images
-    from mindsight.train.run import check_images, folds, load_partition
-
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
-    check_images(images)
-    per_fold = {}
-    for fold in folds(cfg):
-        fold_dir, _ = trained_fold(run_dir, fold)
-        model = load_model(fold_dir, device)
-        feats = test_image_table(model, level_tables(images["test"], model.spec.level_list(),
-                                                     cache_dir=cache_dir, device=device,
-                                                     progress=progress), device)
-        rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
-        per_fold[fold.name] = repetition_curve(model, rec, feats, draws=draws, seed=seed)
-    first = next(iter(per_fold.values()))
-    mean = {k: [float(np.mean([c[k][i] for c in per_fold.values()])) for i in range(len(first["n"]))]
-            for k in ("top1", "top5")}
-    result = {"analysis": "repetitions", "mode": "evaluation only (the run's selected models)",
-              "n": first["n"], **mean, "chance_top1": first["chance_top1"], "chance_top5": first["chance_top5"],
-              "draws": draws, "seed": seed, "folds": per_fold,
-              "note": "n = 1 is single-trial (real-time) decoding; each point averages a random subset "
-                      "of n repetitions per draw, the same subset for every test image"}
-    out = run_dir / "analysis"
-    write_json(out / "repetitions.json", result)
-    plot_repetition_curve(result, out / "repetitions.png")
-    return result
+    options = Repetitions.Options(draws=draws, seed=seed)
+    with progress_scope(progress):
+        return Repetitions().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
 
 
 def plot_repetition_curve(result: dict[str, Any], path: Path) -> Path:

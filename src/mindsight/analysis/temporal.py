@@ -15,15 +15,18 @@ window. Per test concept, the sliding window where its image ranks best is its b
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mindsight._atomic import write_json
+from mindsight.analysis.base import ANALYSES, Analysis, Mode, Summary, check_mode, mode_option
 from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import ranks, similarity, topk
+from mindsight.output import progress_bar, progress_scope
+from mindsight.run import Run
 from mindsight.train.data import trial_tensors
 
 
@@ -68,6 +71,90 @@ def retrieval_scores(emb: torch.Tensor, feats: torch.Tensor, target: torch.Tenso
              "null95": _null95(sim, target, n_permutations, seed)}, rank)
 
 
+@ANALYSES.register("temporal")
+class Temporal(Analysis):
+    """Retrieval accuracy for sliding and growing time windows, with a permutation band."""
+
+    name = "temporal"
+    description = "Retrieval accuracy for sliding and growing time windows, with a permutation band."
+
+    @dataclass
+    class Options:
+        mode: Mode = mode_option(what="window")
+        length: float = field(default=0.1, metadata={"help": "Sliding window length in seconds."})
+        stride: float = field(default=0.025, metadata={"help": "Window stride in seconds."})
+        tmin: float | None = field(default=None, metadata={"help": "First time analysed [epoch start]."})
+        tmax: float | None = field(default=None, metadata={"help": "Last time analysed [epoch end]."})
+        permutations: int = field(default=200, metadata={"help": "Label permutations for the significance band."})
+        encoder: str | None = field(default=None, metadata={"help": "retrain: encoder per window [the run's]."})
+        epochs: int | None = field(default=None, metadata={"help": "retrain: maximum epochs per window [the run's]."})
+        seed: int = field(default=0, metadata={"help": "Seed of the permutations and of retrained models."})
+
+        def __post_init__(self) -> None:
+            self.mode = check_mode(self.mode, "temporal")
+
+    def compute(self, run: Run, options: Options) -> dict[str, Any]:
+        """Sliding and growing windows for the run's first fold."""
+        from mindsight.analysis.common import neutral_input, setup
+        from mindsight.train.run import fit_recording
+
+        mode, seed, n_permutations, device = options.mode, options.seed, options.permutations, run.device
+        s = setup(run, mode, options.encoder, options.epochs)
+        fold, images, feats, test, t = s.fold, s.images, s.feats, s.test, s.t
+        train_rec, train_table, wcfg = s.train_rec, s.train_table, s.retrain_cfg
+        windows = {k: make_windows(test.times, k, options.length, options.stride, options.tmin, options.tmax)
+                   for k in ("sliding", "growing")}
+        model = s.model if mode == "mask" else None
+        result: dict[str, Any] = {
+            "analysis": "temporal", "fold": fold.name,
+            "mode": ("evaluation only: the run's model, samples outside the window set to 0 "
+                     "(after input scaling)" if mode == "mask"
+                     else f"retrained per window ({(wcfg.model.encoder)}, validation selection)"),
+            "length": options.length, "stride": options.stride, "n_permutations": n_permutations,
+            "chance_top1": 1.0 / len(feats), "chance_top5": min(1.0, 5.0 / len(feats)),
+        }
+        best_rank: dict[int, tuple[int, int]] = {}
+        jobs = [(k, w) for k in ("sliding", "growing") for w in windows[k]]
+        for kind in ("sliding", "growing"):
+            result[kind] = []
+        for kind, (start, end) in progress_bar(jobs, desc=f"temporal analysis ({mode})"):
+            keep = (test.times >= start - 1e-6) & (test.times <= end + 1e-6)
+            if mode == "mask":
+                x = t.x.clone()  # outside the window: the value the model's scaler maps to 0
+                x[..., ~torch.from_numpy(keep)] = neutral_input(model, x)
+                emb, _ = model.embed(x, t.subject)
+            else:
+                m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)
+                tt = trial_tensors(test.crop(start, end), len(feats))
+                emb, _ = m.embed(tt.x, tt.subject)
+            targets = feats if mode == "mask" else s.targets(m)
+            scores, rank = retrieval_scores(emb, targets, t.image, n_permutations, seed)
+            result[kind].append({"start": start, "end": end, **scores})
+            if kind == "sliding":  # earliest window with the best rank of each test image
+                w = len(result["sliding"]) - 1
+                for r, img in zip(rank.tolist(), t.image.tolist(), strict=True):
+                    if img not in best_rank or r < best_rank[img][0]:
+                        best_rank[img] = (r, w)
+        names = images["test"].concept_names
+        concept_of = images["test"].concept
+        result["per_concept_best_window"] = {
+            names[int(concept_of[img])]: {"start": result["sliding"][w]["start"],
+                                          "end": result["sliding"][w]["end"], "rank": r}
+            for img, (r, w) in sorted(best_rank.items())}
+        peak = max(result["sliding"], key=lambda r: r["top1"])
+        result["peak"] = {"start": peak["start"], "end": peak["end"], "top1": peak["top1"]}
+        return result
+
+    def figure(self, run: Run, result: dict[str, Any], path: Path) -> Path:
+        return plot_temporal(result, path)
+
+    def summary(self, result: dict[str, Any]) -> Summary:
+        p = result["peak"]
+        return Summary(lines=[result["mode"],
+                              f"peak {100 * p['top1']:.1f} % top-1 in [{1000 * p['start']:.0f}, "
+                              f"{1000 * p['end']:.0f}] ms (chance {100 * result['chance_top1']:.1f} %)"])
+
+
 def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float = 0.1, stride: float = 0.025,
                      tmin: float | None = None, tmax: float | None = None, n_permutations: int = 200,
                      encoder: str | None = None, epochs: int | None = None, seed: int = 0,
@@ -76,59 +163,10 @@ def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float =
 
     ``encoder`` and ``epochs`` override the run's settings for ``retrain`` (e.g. ``ridge`` is
     fast and accepts any window length)."""
-    from tqdm.auto import tqdm
-
-    from mindsight.analysis.common import neutral_input, setup
-    from mindsight.train.run import fit_recording
-
-    run_dir = Path(run_dir)
-    s = setup(run_dir, "temporal", mode, encoder, epochs, device, cache_dir, progress)
-    fold, images, feats, test, t = s.fold, s.images, s.feats, s.test, s.t
-    train_rec, train_table, wcfg = s.train_rec, s.train_table, s.retrain_cfg
-    windows = {k: make_windows(test.times, k, length, stride, tmin, tmax) for k in ("sliding", "growing")}
-    model = s.model if mode == "mask" else None
-    result: dict[str, Any] = {
-        "analysis": "temporal", "fold": fold.name,
-        "mode": ("evaluation only: the run's model, samples outside the window set to 0 "
-                 "(after input scaling)" if mode == "mask"
-                 else f"retrained per window ({(wcfg.model.encoder)}, validation selection)"),
-        "length": length, "stride": stride, "n_permutations": n_permutations,
-        "chance_top1": 1.0 / len(feats), "chance_top5": min(1.0, 5.0 / len(feats)),
-    }
-    best_rank: dict[int, tuple[int, int]] = {}
-    jobs = [(k, w) for k in ("sliding", "growing") for w in windows[k]]
-    for kind in ("sliding", "growing"):
-        result[kind] = []
-    for kind, (start, end) in tqdm(jobs, desc=f"temporal analysis ({mode})", disable=not progress):
-        keep = (test.times >= start - 1e-6) & (test.times <= end + 1e-6)
-        if mode == "mask":
-            x = t.x.clone()  # outside the window: the value the model's scaler maps to 0
-            x[..., ~torch.from_numpy(keep)] = neutral_input(model, x)
-            emb, _ = model.embed(x, t.subject)
-        else:
-            m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)
-            tt = trial_tensors(test.crop(start, end), len(feats))
-            emb, _ = m.embed(tt.x, tt.subject)
-        targets = feats if mode == "mask" else s.targets(m)
-        scores, rank = retrieval_scores(emb, targets, t.image, n_permutations, seed)
-        result[kind].append({"start": start, "end": end, **scores})
-        if kind == "sliding":  # earliest window with the best rank of each test image
-            w = len(result["sliding"]) - 1
-            for r, img in zip(rank.tolist(), t.image.tolist(), strict=True):
-                if img not in best_rank or r < best_rank[img][0]:
-                    best_rank[img] = (r, w)
-    names = images["test"].concept_names
-    concept_of = images["test"].concept
-    result["per_concept_best_window"] = {
-        names[int(concept_of[img])]: {"start": result["sliding"][w]["start"], "end": result["sliding"][w]["end"],
-                                      "rank": r}
-        for img, (r, w) in sorted(best_rank.items())}
-    peak = max(result["sliding"], key=lambda r: r["top1"])
-    result["peak"] = {"start": peak["start"], "end": peak["end"], "top1": peak["top1"]}
-    out = run_dir / "analysis"
-    write_json(out / "temporal.json", result)
-    plot_temporal(result, out / "temporal.png")
-    return result
+    options = Temporal.Options(mode=mode, length=length, stride=stride, tmin=tmin, tmax=tmax,
+                               permutations=n_permutations, encoder=encoder, epochs=epochs, seed=seed)
+    with progress_scope(progress):
+        return Temporal().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
 
 
 def plot_temporal(result: dict[str, Any], path: Path) -> Path:

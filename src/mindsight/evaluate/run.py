@@ -9,7 +9,6 @@ interval over subjects (or over seeds when there is one subject).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,48 +18,21 @@ import torch
 
 from mindsight._atomic import write_json
 from mindsight.config import RunConfig
-from mindsight.embed.base import has_modality, resolve_device
-from mindsight.embed.features import FeatureTable, level_tables, optional_text_features
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.embed.base import has_modality
+from mindsight.embed.features import FeatureTable, optional_text_features
+from mindsight.errors import DataFormatError
 from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
-from mindsight.io.datasets import read_images
-from mindsight.output import logger
+from mindsight.output import logger, progress_enabled, progress_scope
 from mindsight.recording import Recording
-from mindsight.train.checkpoint import load_tensors, save_tensors
+from mindsight.run import Run, load_model
+from mindsight.train.checkpoint import save_tensors
 from mindsight.train.data import trial_tensors
 from mindsight.train.model import AlignmentModel, ModelSpec
-from mindsight.train.run import Fold, check_images, folds, load_partition
 
-
-def load_model(fold_dir: str | Path, device: str = "cpu") -> AlignmentModel:
-    """The selected model of one fold, rebuilt from its spec and weights."""
-    tensors, meta = load_tensors(Path(fold_dir) / "model.safetensors")
-    model = AlignmentModel(ModelSpec.from_dict(meta["spec"]))
-    model.load_state_dict(tensors)
-    return model.to(device).eval()
-
-
-def load_run_config(run_dir: Path) -> RunConfig:
-    """The configuration of a run directory written by ``mindsight train``."""
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingFileError(f"{run_dir} is not a run directory (no config.yaml); train one first "
-                               "with `mindsight train`")
-    return RunConfig.load(run_dir / "config.yaml")
-
-
-def trained_fold(run_dir: Path, fold: Fold) -> tuple[Path, dict[str, Any]]:
-    """(folder, fold.json) of a fold whose training finished; a clear error otherwise."""
-    fold_dir = run_dir / "folds" / fold.model_name
-    info_path = fold_dir / "fold.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if not info.get("complete") or not (fold_dir / "model.safetensors").is_file():
-        raise MissingFileError(
-            f"{fold_dir}: no trained encoder: fold {fold.model_name} has not finished training; run "
-            f"`mindsight train ... --out {run_dir} --resume` first"
-        )
-    return fold_dir, info
+__all__ = ["classification_texts", "evaluate_fold", "evaluate_run", "load_model", "repetition_steps",
+           "summarise", "test_image_table"]
 
 
 def _check_compatible(model: AlignmentModel, rec: Recording, tables: list[FeatureTable],
@@ -139,48 +111,47 @@ def _mean_tree(items: list[Any]) -> Any:
     return float(np.mean(items)) if not isinstance(first, int) else first
 
 
-def evaluate_run(run_dir: str | Path, *, device: str = "auto", cache_dir: Any = None,
+def evaluate_run(run_dir: str | Path | Run, *, device: str = "auto", cache_dir: Any = None,
                  progress: bool = True, single_trial: bool = True, n_draws: int = 100,
                  centres: str | Path | None = None) -> dict[str, Any]:
     """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict).
-    ``centres``: a THINGS image folder; adds NICE's centre evaluation (``evaluate.centres``)."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    run = json.loads((run_dir / "run.json").read_text())
-    device = resolve_device(device)
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
-    check_images(images)
+    ``centres``: a THINGS image folder; adds NICE's centre evaluation (``evaluate.centres``).
+    An open :class:`~mindsight.run.Run` may be given instead of a folder (its device and cache
+    are used)."""
+    with progress_scope(progress):
+        run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
+        return _evaluate(run, single_trial=single_trial, n_draws=n_draws, centres=centres)
+
+
+def _evaluate(run: Run, *, single_trial: bool, n_draws: int, centres: str | Path | None) -> dict[str, Any]:
+    cfg, device, info, images = run.config, run.device, run.info, run.images
     image_model = cfg.model.image_model
-    test_levels: dict[tuple[str, ...], list[FeatureTable]] = {}
     centre_set = None if centres is None else centre_features(
-        centres, images["test"], image_model, cache_dir=cache_dir, device=device, progress=progress)
+        centres, images["test"], image_model, cache_dir=run.cache_dir, device=device,
+        progress=progress_enabled())
     text_cache: dict[str, tuple[torch.Tensor | None, str | None]] = {}
     fold_results = []
-    for fold in folds(cfg):
-        fold_dir, info = trained_fold(run_dir, fold)
-        model = load_model(fold_dir, device)
-        rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
-        levels = tuple(model.spec.level_list())
-        if levels not in test_levels:
-            test_levels[levels] = level_tables(images["test"], levels, cache_dir=cache_dir,
-                                               device=device, progress=progress)
-        test_feats = test_levels[levels][0]
-        _check_compatible(model, rec, test_levels[levels], fold_dir)
-        table = test_image_table(model, test_levels[levels], device)
+    for fold in run.folds:
+        fold_dir, fold_info = run.trained(fold)
+        model = run.model(fold)
+        rec = run.recording(fold.test_subject, "test")
+        levels = run.features("test", model.spec.level_list())
+        _check_compatible(model, rec, levels, fold_dir)
+        table = test_image_table(model, levels, device)
         text, text_reason = classification_texts(model.spec, image_model, images["test"].concept_names,
-                                                 text_cache, cache_dir, device)
+                                                 text_cache, run.cache_dir, device)
         metrics, emb = evaluate_fold(model, rec, table,
                                      text, single_trial=single_trial, n_draws=n_draws,
                                      text_reason=text_reason, centres=centre_set)
         # a pooled model serves every subject: one embeddings file per test subject
         emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
         save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb, "image_table": table},
-                     {"images": list(test_feats.keys), "image_model": image_model})
+                     {"images": list(levels[0].keys), "image_model": image_model})
         metrics.update(fold=fold.name, subject=fold.test_subject, seed=fold.seed,
-                       epoch=info.get("best_epoch", 0), val=info.get("val"))
+                       epoch=fold_info.get("best_epoch", 0), val=fold_info.get("val"))
         fold_results.append(metrics)
-    out = summarise(fold_results, cfg, run)
-    write_json(run_dir / "metrics.json", out)
+    out = summarise(fold_results, cfg, info)
+    write_json(run.path / "metrics.json", out)
     return out
 
 

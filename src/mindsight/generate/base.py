@@ -4,18 +4,25 @@ A generator turns image embeddings (of one named embedding space, e.g. ``efficie
 or ``clip-vit-h-14``) into pictures, optionally starting from an initial image (img2img, the
 low-level pathway's blurry image). It also owns the image autoencoder whose latents the
 low-level pathway regresses from brain data. Images are float tensors (n, 3, H, W) in [0, 1].
+
+A generator is one :class:`Generator` subclass registered in :data:`GENERATORS`; the class
+declares what the rest of mindsight needs to know without building it: whether it works
+offline, and which option of :meth:`Generator.load` a weight path or hub id given on the command
+line (``mindsight reconstruct --weights``) fills.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from mindsight.registry import Registry
+from mindsight.errors import ContractError
+from mindsight.registry import Contract, Registry
 
 
 class Autoencoder(ABC):
@@ -33,14 +40,36 @@ class Autoencoder(ABC):
         """(n, *latent_shape) → (n, 3, image_size, image_size) in [0, 1]."""
 
 
-class Generator(ABC):
-    """Image embeddings (+ optional initial images and captions) → images."""
+class Generator(Contract, ABC):
+    """Image embeddings (+ optional initial images and captions) → images.
 
-    name: str
+    Declared by every registered subclass: ``name`` (its registry name), ``offline`` (``True``
+    when it runs without downloading anything) and ``weights_option`` (the keyword of
+    :meth:`load` that a weight file, folder or hub id fills: ``mindsight reconstruct --weights``).
+    """
+
+    declares: ClassVar[tuple[str, ...]] = ("name", "offline", "weights_option")
+    name: ClassVar[str | None] = None
+    offline: ClassVar[bool | None] = None
+    weights_option: ClassVar[str | None] = None
     embedding_model: str  # the mindsight image embedder whose space conditions the generator
     embedding_dim: int
     image_size: int  # side in pixels of the generated images
     autoencoder: Autoencoder
+
+    @classmethod
+    def check_contract(cls) -> None:
+        super().check_contract()
+        params = inspect.signature(cls.load).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        if cls.weights_option not in params and not takes_any:
+            raise ContractError(f"{cls.__module__}.{cls.__qualname__}.weights_option is "
+                                f"{cls.weights_option!r}, which is not an option of its load()")
+
+    @classmethod
+    @abstractmethod
+    def load(cls, device: str = "cpu", **options: Any) -> Generator:
+        """The generator ready on ``device``; ``options`` are the subclass' own (weights, sizes)."""
 
     @abstractmethod
     def generate(self, embeddings: torch.Tensor, *, init_images: torch.Tensor | None = None,
@@ -69,13 +98,24 @@ class Generator(ABC):
                 "parameters": self.parameter_counts()}
 
 
-GENERATORS: Registry[Generator] = Registry("generator")
+GENERATORS: Registry[Generator] = Registry("generator", base=Generator)
 
 
 def load_generator(name: str, device: str = "cpu", **kwargs: Any) -> Generator:
     """Build the generator registered as ``name`` (see ``generator_names()``)."""
+    return generator_class(name).load(device=device, **kwargs)
+
+
+def generator_class(name: str) -> type[Generator]:
+    """The class registered as ``name``: its declarations, without building it."""
     _ensure_generators()
-    return GENERATORS.build(name, device=device, **kwargs)
+    return GENERATORS.get(name)
+
+
+def weights_options(name: str, weights: str | None) -> dict[str, str]:
+    """The :meth:`Generator.load` options that put ``weights`` (a file, folder or hub id; None:
+    the generator's default) where generator ``name`` declares it goes."""
+    return {} if weights is None else {generator_class(name).weights_option: str(weights)}
 
 
 def generator_names() -> list[str]:

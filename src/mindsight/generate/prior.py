@@ -21,6 +21,7 @@ from torch import nn
 
 from mindsight.errors import DataFormatError
 from mindsight.generate.schedule import CosineSchedule, timestep_embedding
+from mindsight.output import progress_bar, progress_scope
 from mindsight.train.checkpoint import load_tensors, save_tensors
 
 
@@ -130,8 +131,6 @@ class DiffusionPrior:
             val_target: torch.Tensor, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
         """Train on (cond → target) pairs; keep the epoch with the lowest validation loss
         (a fixed set of noises and times, so epochs are compared on the same draws)."""
-        from tqdm.auto import tqdm
-
         if len(cond) != len(target) or len(val_cond) != len(val_target):
             raise DataFormatError(f"prior: {len(cond)} conditions for {len(target)} targets "
                                   f"(validation {len(val_cond)} / {len(val_target)})")
@@ -149,7 +148,8 @@ class DiffusionPrior:
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
         best, best_state, stale = float("inf"), None, 0
-        bar = tqdm(range(cfg.epochs), desc="diffusion prior", unit="epoch", disable=not progress)
+        with progress_scope(progress):  # shown when asked for and progress bars are on
+            bar = progress_bar(range(cfg.epochs), desc="diffusion prior", unit="epoch")
         for epoch in bar:
             self.net.train()
             order = torch.randperm(len(x)).to(self.device)

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from mindsight._atomic import atomic_path, write_json
-from mindsight.config import RunConfig
 from mindsight.errors import DataFormatError
 from mindsight.evaluate.reconstruction import load_images
-from mindsight.evaluate.run import load_model, load_run_config, trained_fold
 from mindsight.generate.base import Generator, load_generator
 from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
 from mindsight.generate.prior import DiffusionPrior, PriorConfig
+from mindsight.output import logger, progress_enabled, progress_scope
+from mindsight.run import Run
 
 PRIOR_VERSION = 2  # bump when the prior's fitting changes, so cached priors are refitted
 
@@ -76,17 +76,6 @@ def save_images(images: torch.Tensor, folder: Path, names: list[str]) -> None:
             Image.fromarray(a).save(tmp, format="PNG")
 
 
-def _select_fold(run_dir: Path, cfg: RunConfig, name: str | None) -> tuple[Any, Path]:
-    from mindsight.train.run import folds
-
-    all_folds = folds(cfg)
-    chosen = [f for f in all_folds if name in (None, f.name)]
-    if not chosen:
-        raise DataFormatError(f"{run_dir}: no fold {name!r}; folds: {', '.join(f.name for f in all_folds)}")
-    fold = chosen[0]
-    return fold, trained_fold(run_dir, fold)[0]
-
-
 def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
     if gen.embedding_model != image_model:
         raise DataFormatError(
@@ -95,36 +84,36 @@ def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
             "or choose a generator for this space (`mindsight models`)")
 
 
-def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *, out: str | Path | None = None,
-                    device: str = "cpu", progress: bool = True, cache_dir: Any = None,
-                    score: bool = True, log: Any = print) -> dict[str, Any]:
+def reconstruct_run(run_dir: str | Path | Run, rc: ReconstructConfig | None = None, *,
+                    out: str | Path | None = None, device: str = "cpu", progress: bool = True,
+                    cache_dir: Any = None, score: bool = True) -> dict[str, Any]:
     """Fit stage I and the low-level pathway on the fold's training data, reconstruct its test
-    images, score them (with the upper bound and chance), write the outputs; return the JSON."""
-    from mindsight.embed.features import image_features
-    from mindsight.io.datasets import read_images
-    from mindsight.train.data import trial_tensors
-    from mindsight.train.run import check_images, load_partition, load_training
+    images, score them (with the upper bound and chance), write the outputs; return the JSON.
+    An open :class:`~mindsight.run.Run` may be given instead of a folder (its device and cache
+    are used)."""
+    with progress_scope(progress):
+        run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
+        return _reconstruct(run, rc or ReconstructConfig(), out, score)
 
-    rc = rc or ReconstructConfig()
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    fold, fold_dir = _select_fold(run_dir, cfg, rc.fold)
+
+def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score: bool) -> dict[str, Any]:
+    from mindsight.train.data import trial_tensors
+
+    run_dir, cfg, device, progress = run.path, run.config, run.device, progress_enabled()
+    fold = run.fold(rc.fold)
+    fold_dir, _ = run.trained(fold)
     gen = load_generator(rc.generator, device=device, **rc.generator_options)
     _check_space(gen, cfg.model.image_model, run_dir)
     out = Path(out) if out is not None else run_dir / "reconstruction" / rc.generator
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
-    check_images(images)
-    train_feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir,
-                                 device=device, progress=progress)
-    test_feats = image_features(images["test"], cfg.model.image_model, cache_dir=cache_dir,
-                                device=device, progress=progress)
-    model = load_model(fold_dir, device)
+    images = run.images
+    sharp = [f"{cfg.model.image_model}@sharp"]  # the space of the prior and the generator
+    train_feats = run.features("train", sharp)[0]
+    test_feats = run.features("test", sharp)[0]
+    model = run.model(fold)
     if model.spec.image_side != "fixed" or len(model.spec.level_list()) > 1:
-        from mindsight.output import logger
-
         logger.warning("%s: the model aligns with %s targets of %d feature levels, not with the sharp "
                        "%s features the prior and generator are conditioned on; reconstructions use its "
                        "embeddings as if they were (train a model with model.image_side: fixed for the "
@@ -138,7 +127,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
             return model.scaler(epochs.to(device))
 
     # ---- training data of this fold: averaged trials, the same validation concepts as training
-    rec = load_training(cfg, fold, images, cache_dir, progress)
+    rec = run.training(fold)
     train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=fold.seed,
                                               by=cfg.data.val_split)
     train_t = trial_tensors(train_rec.average_repetitions(), len(train_feats))
@@ -189,7 +178,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         timings["lowlevel_fit_s"] = time.perf_counter() - t0
 
     # ---- the test set, once
-    test_rec = load_partition(cfg, fold.test_subject, "test", images, cache_dir, progress)
+    test_rec = run.recording(fold.test_subject, "test")
     test_t = trial_tensors(test_rec.average_repetitions(), len(test_feats))
     order = torch.argsort(test_t.image)
     if rc.max_images is not None:
@@ -247,7 +236,7 @@ def reconstruct_run(run_dir: str | Path, rc: ReconstructConfig | None = None, *,
         report["metrics"] = {}
         seen_features: dict[str, Any] = {}  # the seen images' features, extracted once
         for cond, imgs in conditions.items():
-            log(f"scoring {cond} ({len(names)} images)")
+            logger.info("scoring %s (%d images)", cond, len(names))
             report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device,
                                                              seen_features=seen_features)
     top5 = _top5(brain_emb, all_test).tolist()

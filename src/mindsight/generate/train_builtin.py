@@ -25,8 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mindsight.errors import ConfigError
 from mindsight.generate.networks import BuiltinConfig, ConvAutoencoder, LatentUNet
 from mindsight.generate.schedule import CosineSchedule
+from mindsight.output import logger, progress_bar, progress_scope
 from mindsight.train.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -68,7 +70,6 @@ def build_training_set(work: Path, cfg: GeneratorTrainConfig, device: str = "cpu
                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images uint8 (n, 3, s, s), embeddings (n, d), concept names); cached in ``work``."""
     from PIL import Image
-    from tqdm.auto import tqdm
 
     from mindsight.embed import load_image_embedder
     from mindsight.simulate.stimuli import is_reserved, openmoji_concepts, render
@@ -87,7 +88,8 @@ def build_training_set(work: Path, cfg: GeneratorTrainConfig, device: str = "cpu
     jobs = [(c, e) for c in concepts for e in range(cfg.exemplars)]
     images, embeddings, names = [], [], []
     size = cfg.model.image_size
-    bar = tqdm(total=len(jobs), desc="rendering + embedding stimuli", unit="img", disable=not progress)
+    with progress_scope(progress):
+        bar = progress_bar(total=len(jobs), desc="rendering + embedding stimuli", unit="img")
     for start in range(0, len(jobs), 64):
         batch = [render(c, e, cfg.render_size, cfg.seed) for c, e in jobs[start : start + 64]]
         embeddings.append(torch.from_numpy(np.asarray(embedder.embed_images(batch), dtype=np.float32)))
@@ -108,10 +110,9 @@ def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
 
 
 def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, device: str = "cpu",
-                  progress: bool = True, resume: bool = True, log: Any = print) -> Path:
-    """Train (or resume) the built-in generator in ``work``; returns ``work/builtin.safetensors``."""
-    from tqdm.auto import tqdm
-
+                  progress: bool = True, resume: bool = True) -> Path:
+    """Train (or resume) the built-in generator in ``work``; returns ``work/builtin.safetensors``.
+    Resuming is noted through the ``mindsight`` logger."""
     cfg = cfg or GeneratorTrainConfig()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
     if resume and last.is_file():
         tensors, meta = load_tensors(last)
         if meta.get("config") != cfg.to_dict():
-            raise ValueError(f"{last} was written with a different training config; "
+            raise ConfigError(f"{last} was written with a different training config; "
                              "use another work folder or delete it")
         for prefix, module in (("ae.", ae), ("unet.", unet), ("ema.", ema)):
             module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -138,7 +139,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
                                    meta[prefix[:-1]])
         set_rng_state({k[4:]: v for k, v in tensors.items() if k.startswith("rng.")})
         state = meta["state"]
-        log(f"resuming generator training at step {state['step']}")
+        logger.info("resuming generator training at step %d", state["step"])
 
     def checkpoint() -> None:
         tensors = {**{f"ae.{k}": v for k, v in ae.state_dict().items()},
@@ -153,7 +154,8 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
         save_tensors(last, tensors, meta)
 
     total = cfg.ae_steps + cfg.diffusion_steps
-    bar = tqdm(total=total, initial=state["step"], desc="training generator", unit="step", disable=not progress)
+    with progress_scope(progress):
+        bar = progress_bar(total=total, initial=state["step"], desc="training generator", unit="step")
     t0 = time.perf_counter() - state["seconds"]
     while state["step"] < total:
         step = state["step"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mindsight._atomic import write_json
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.containers import read_dict, write_npy_dict, write_pickle_dict
 from mindsight.io.things_eeg2 import CH_NAMES_63, FILE_PARTITION, RAW_KEYS, find_raw_sessions
+from mindsight.output import logger
 from mindsight.preprocess.mvnn import inverse_sqrt, noise_covariance, whiten
 
 TARGET_CODE = 99999
@@ -185,12 +185,12 @@ def preprocess_subject(
     config: PreprocessConfig | str = "official",
     *,
     overwrite: bool = False,
-    log: Callable[[str], None] = print,
 ) -> dict[str, Path]:
     """Preprocess one subject of the raw release into ``out_dir/sub-XX/``.
 
     Returns the written partition files. Existing complete outputs are kept unless
-    ``overwrite`` (so an interrupted multi-subject run resumes where it stopped).
+    ``overwrite`` (so an interrupted multi-subject run resumes where it stopped). Each step is
+    noted through the ``mindsight`` logger (INFO).
     """
     import mne
 
@@ -211,7 +211,7 @@ def preprocess_subject(
     target = Path(out_dir) / f"sub-{subject:02d}"
     outputs = {p: target / f"preprocessed_eeg_{FILE_PARTITION[p]}.npy" for p in FILE_PARTITION}
     if not overwrite and all(f.is_file() for f in outputs.values()):
-        log(f"sub-{subject:02d}: already preprocessed in {target}, skipping (use --overwrite)")
+        logger.info("sub-%02d: already preprocessed in %s, skipping (use --overwrite)", subject, target)
         return outputs
 
     merged: dict[str, list[_Epoched]] = {"train": [], "test": []}
@@ -234,7 +234,7 @@ def preprocess_subject(
                 "session": ses, "partition": p, "conditions": len(e.conditions),
                 "target_trials_dropped": e.n_targets, "epochs_lost_at_edges": e.n_lost_at_edges,
             })
-        log(f"sub-{subject:02d} {ses}: epoched" + (f", MVNN ({cfg.mvnn})" if cfg.mvnn else ""))
+        logger.info("sub-%02d %s: epoched%s", subject, ses, f", MVNN ({cfg.mvnn})" if cfg.mvnn else "")
 
     first = merged["train"][0]
     write = write_npy_dict if cfg.container == "npy" else write_pickle_dict
@@ -245,7 +245,7 @@ def preprocess_subject(
             "ch_names": list(first.ch_names),
             "times": np.asarray(first.times),
         })
-        log(f"sub-{subject:02d}: wrote {outputs[p]} {data.shape}")
+        logger.info("sub-%02d: wrote %s %s", subject, outputs[p], data.shape)
     cfg_dict = asdict(cfg)
     write_json(target / "preprocessing.json", {
         "config": cfg_dict, "raw_root": str(raw_root), "subject": subject,

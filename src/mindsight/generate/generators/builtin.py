@@ -56,8 +56,14 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return resize_square(images.float(), size).clamp(0, 1)
 
 
+@GENERATORS.register("builtin",
+                     description="small latent diffusion on EfficientNet-Lite0 embeddings, trained on OpenMoji stimuli (ships, CPU)")
 class BuiltinGenerator(Generator):
+    """The offline latent diffusion model; ``load(weights=...)`` reads a weight file."""
+
     name = "builtin"
+    offline = True
+    weights_option = "weights"  # a .safetensors file written by `mindsight train-generator`
 
     def __init__(self, cfg: BuiltinConfig, ae: ConvAutoencoder, unet: LatentUNet,
                  device: str = "cpu", record: dict[str, Any] | None = None) -> None:
@@ -71,6 +77,11 @@ class BuiltinGenerator(Generator):
         self.device = device
         self.record = record or {}
         self.default_steps, self.default_guidance = 25, 3.0
+
+    @classmethod
+    def load(cls, device: str = "cpu", weights: str | Path | None = None) -> BuiltinGenerator:
+        """The generator from ``weights`` (default: the packaged file)."""
+        return load_builtin(weights, device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"autoencoder": self.ae_net, "unet": self.unet}
@@ -125,8 +136,3 @@ def load_builtin(weights: str | Path | None = None, device: str = "cpu") -> Buil
                                   f"unexpected {unexpected[:3]})")
     return BuiltinGenerator(cfg, ae, unet, device=device, record=meta.get("record"))
 
-
-@GENERATORS.register("builtin", offline=True,
-                     description="small latent diffusion on EfficientNet-Lite0 embeddings, trained on OpenMoji stimuli (ships, CPU)")
-def _builtin(device: str = "cpu", weights: str | Path | None = None) -> BuiltinGenerator:
-    return load_builtin(weights, device)

@@ -161,7 +161,13 @@ class SdxlIpAdapter(Generator):
     ``dtype``               default float16 on CUDA, float32 otherwise; ``variant`` e.g. "fp16"
                             to download the half-precision files.
     ``config``              "tiny" or a dict over ``TINY``: random tiny pipeline (tests).
+
+    The registered generators are its subclasses :class:`SdxlBase` and :class:`SdxlTurbo`, whose
+    ``load`` carries each model's defaults.
     """
+
+    offline = False  # the pipeline and the IP-Adapter come from the Hugging Face hub
+    weights_option = "model_id"  # `--weights` names the SDXL pipeline: hub id or local folder
 
     def __init__(
         self, name: str, *, device: str = "cpu", config: str | dict | None = None,
@@ -504,30 +510,40 @@ def _tiny_pipeline(cfg: dict[str, Any]) -> Any:
 
 
 @GENERATORS.register(
-    "sdxl-ip-adapter", offline=False,
+    "sdxl-ip-adapter",
     description="SDXL base 1.0 + IP-Adapter (ViT-H-14 image embeddings), img2img from the "
                 "low-level image (ATM); 30 steps, guidance 5, 1024 px; needs the HF hub",
 )
-def _sdxl(device: str = "cpu", config: str | dict | None = None,
-          model_id: str = "stabilityai/stable-diffusion-xl-base-1.0",
-          steps: int | None = None, guidance_scale: float = 5.0, image_size: int | None = None,
-          **kwargs: Any) -> SdxlIpAdapter:
-    return SdxlIpAdapter("sdxl-ip-adapter", device=device, config=config, model_id=model_id,
-                         steps=steps, guidance_scale=guidance_scale,
-                         image_size=image_size, **kwargs)
+class SdxlBase(SdxlIpAdapter):
+    """SDXL base 1.0 + IP-Adapter: ATM's stage II."""
+
+    name = "sdxl-ip-adapter"
+
+    @classmethod
+    def load(cls, device: str = "cpu", config: str | dict | None = None,
+             model_id: str = "stabilityai/stable-diffusion-xl-base-1.0",
+             steps: int | None = None, guidance_scale: float = 5.0, image_size: int | None = None,
+             **kwargs: Any) -> SdxlBase:
+        return cls(cls.name, device=device, config=config, model_id=model_id, steps=steps,
+                   guidance_scale=guidance_scale, image_size=image_size, **kwargs)
 
 
 @GENERATORS.register(
-    "sdxl-turbo-ip-adapter", offline=False,
+    "sdxl-turbo-ip-adapter",
     description="SDXL-Turbo + IP-Adapter (ViT-H-14 image embeddings); 4 steps, no guidance, "
                 "512 px; needs the HF hub",
 )
-def _sdxl_turbo(device: str = "cpu", config: str | dict | None = None,
-                model_id: str = "stabilityai/sdxl-turbo", steps: int | None = None,
-                guidance_scale: float = 0.0, image_size: int | None = None,
-                **kwargs: Any) -> SdxlIpAdapter:
-    if config is None:
-        steps, image_size = steps or 4, image_size or 512
-    return SdxlIpAdapter("sdxl-turbo-ip-adapter", device=device, config=config,
-                         model_id=model_id, steps=steps, guidance_scale=guidance_scale,
-                         image_size=image_size, **kwargs)
+class SdxlTurbo(SdxlIpAdapter):
+    """SDXL-Turbo + IP-Adapter: few-step sampling without guidance."""
+
+    name = "sdxl-turbo-ip-adapter"
+
+    @classmethod
+    def load(cls, device: str = "cpu", config: str | dict | None = None,
+             model_id: str = "stabilityai/sdxl-turbo", steps: int | None = None,
+             guidance_scale: float = 0.0, image_size: int | None = None,
+             **kwargs: Any) -> SdxlTurbo:
+        if config is None:
+            steps, image_size = steps or 4, image_size or 512
+        return cls(cls.name, device=device, config=config, model_id=model_id, steps=steps,
+                   guidance_scale=guidance_scale, image_size=image_size, **kwargs)
