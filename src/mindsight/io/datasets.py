@@ -42,6 +42,7 @@ from mindsight.registry import Contract, Entry, Registry
 _READERS: dict[str, str] = {
     "THINGS-EEG2": "mindsight.io.things_eeg2:ThingsEEG2",
     "THINGS-MEG": "mindsight.io.things_meg:ThingsMEG",
+    "EEG-ImageNet": "mindsight.io.eeg_imagenet:EEGImageNet",
 }
 
 DEFAULT_TEST_SET = "small"  # data.test_set's default: each dataset's own default test set
