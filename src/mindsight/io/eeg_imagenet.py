@@ -499,11 +499,12 @@ def write_eeg_imagenet(path: str | os.PathLike, eeg: np.ndarray, labels: Sequenc
         raise DataFormatError(f"eeg must be (n_trials, {len(CH_NAMES_62)} channels, samples), got {eeg.shape}")
     if not len(labels) == len(granularity) == len(subjects) == len(images) == n:
         raise DataFormatError(f"{n} trials need {n} labels, granularities, subjects and images")
+    kind = dict(zip(map(str, labels), map(str, granularity), strict=True))
     content = {
         "dataset": [{"eeg_data": torch.tensor(eeg[i]), "label": str(labels[i]), "granularity": str(granularity[i]),
                      "subject": int(subjects[i]) - 1, "image": str(images[i])} for i in range(n)],
-        "labels": list(dict.fromkeys(map(str, labels))),
-        "images": list(dict.fromkeys(map(str, images))),
+        "labels": sorted(kind, key=lambda w: (GRANULARITIES.index(kind[w]), w)),  # coarse, then fine
+        "images": sorted(set(map(str, images))),
     }
     path = Path(path)
     with atomic_path(path) as tmp:
