@@ -142,20 +142,24 @@ class _ReaderTable(Registry):
     def __init__(self, table: dict[str, str]) -> None:
         super().__init__("dataset", base=Dataset)
         self._table = table
-        self._loaded = False
+        self._loaded = self._loading = False
 
     def _load(self) -> None:
-        if self._loaded:
+        if self._loaded or self._loading:
             return
-        self._loaded = True
-        for name, target in self._table.items():
-            if name in self._entries:
-                continue
-            module, _, attr = target.partition(":")
-            cls = getattr(importlib.import_module(module), attr)
-            if getattr(cls, "name", None) != name:
-                raise ContractError(f"dataset {name!r}: {target} has name {getattr(cls, 'name', None)!r}")
-            self.register(name, description=getattr(cls, "description", ""))(cls)
+        self._loading = True
+        try:
+            for name, target in self._table.items():
+                if name in self._entries:
+                    continue
+                module, _, attr = target.partition(":")
+                cls = getattr(importlib.import_module(module), attr)
+                if getattr(cls, "name", None) != name:
+                    raise ContractError(f"dataset {name!r}: {target} has name {getattr(cls, 'name', None)!r}")
+                self.register(name, description=getattr(cls, "description", ""))(cls)
+            self._loaded = True  # only once every reader registered: a failure is raised again
+        finally:
+            self._loading = False
 
     def entry(self, name: str) -> Entry:
         self._load()

@@ -12,7 +12,9 @@ reads:
 - THINGS-MEG ``official``: the epochs file's header (``mne.read_epochs(preload=False)``) and the
   CSV, joined and selected as the reader does;
 - THINGS-MEG ``atm``: the pickle with large tensors/arrays skipped or memory-mapped
-  (:func:`~mindsight.io.things_meg.read_atm_header`).
+  (:func:`~mindsight.io.things_meg.read_atm_header`);
+- EEG-ImageNet: its cached trial table (:func:`~mindsight.io.eeg_imagenet.read_index`; the
+  ``.pth`` is read once, to build it, and never converted here).
 
 Nothing is converted to the float32 cache. Every check the readers make on these headers (the
 time-axis rule, channel counts, image counts and order) is made here by the same functions, so a
