@@ -3,7 +3,14 @@ tensors someone pickled)."""
 
 from mindsight.io.cache import default_cache_dir, load_float32
 from mindsight.io.containers import read_dict, read_npy, write_npy_dict, write_pickle_dict
-from mindsight.io.datasets import find_dataset, read_images, read_recording
+from mindsight.io.datasets import (
+    DATASETS,
+    Dataset,
+    dataset_for,
+    find_dataset,
+    read_images,
+    read_recording,
+)
 from mindsight.io.headers import read_header
 from mindsight.io.images import ImagePartition, ImageSet, read_image_set
 from mindsight.io.things_eeg2 import (
@@ -22,8 +29,11 @@ from mindsight.io.things_meg import (
 )
 
 __all__ = [
+    "DATASETS",
+    "Dataset",
     "ImagePartition",
     "ImageSet",
+    "dataset_for",
     "default_cache_dir",
     "find_dataset",
     "find_preprocessed",

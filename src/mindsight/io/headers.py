@@ -2,7 +2,8 @@
 
 :func:`read_header` returns a *zero-trial* :class:`~mindsight.recording.Recording` with the
 partition's real channel names, sampling rate and sample times, so ``pick`` and ``crop`` apply
-to it exactly as to the data. What each layout reads:
+to it exactly as to the data. Each dataset's :meth:`~mindsight.io.datasets.Dataset.header`
+reads:
 
 - THINGS-EEG2 ``official`` / ``nice-atm``: the dict's ``ch_names`` and ``times`` and the data's
   shape through the lazy unpickler (arrays of 1 MB or more stay memory maps, never touched);
@@ -11,7 +12,9 @@ to it exactly as to the data. What each layout reads:
 - THINGS-MEG ``official``: the epochs file's header (``mne.read_epochs(preload=False)``) and the
   CSV, joined and selected as the reader does;
 - THINGS-MEG ``atm``: the pickle with large tensors/arrays skipped or memory-mapped
-  (:func:`~mindsight.io.things_meg.read_atm_header`).
+  (:func:`~mindsight.io.things_meg.read_atm_header`);
+- EEG-ImageNet: its cached trial table (:func:`~mindsight.io.eeg_imagenet.read_index`; the
+  ``.pth`` is read once, to build it, and never converted here).
 
 Nothing is converted to the float32 cache. Every check the readers make on these headers (the
 time-axis rule, channel counts, image counts and order) is made here by the same functions, so a
@@ -27,9 +30,7 @@ from typing import Any
 import numpy as np
 
 from mindsight.errors import DataFormatError
-from mindsight.io import things_eeg2, things_meg
-from mindsight.io.containers import read_dict, read_npy
-from mindsight.io.datasets import MEG, recognise
+from mindsight.io.datasets import DEFAULT_TEST_SET, dataset_for
 from mindsight.io.images import ImageSet
 from mindsight.recording import PARTITIONS, Recording, Trials
 
@@ -40,29 +41,30 @@ def read_header(
     partition: str,
     images: ImageSet | None = None,
     *,
-    test_set: str = "small",
+    test_set: str = DEFAULT_TEST_SET,
     cache_dir: str | os.PathLike | None = None,
 ) -> Recording:
     """One subject's ``train`` or ``test`` partition under ``root`` as a zero-trial recording
     (data of shape (0, n_chans, n_times)) with its real ``ch_names``, ``sfreq`` and ``times``.
 
     Finds the file as :func:`~mindsight.io.datasets.read_recording` does (same errors for a
-    missing or ambiguous file) and reads headers only. With ``images`` the number (and for the
-    official THINGS-MEG layout the order) of the partition's images is checked against it.
-    ``description`` holds ``dataset``, ``layout``, ``source`` (the file) and ``header_only``.
-    ``cache_dir`` keys the cached header of a THINGS-MEG epochs file (a header, not data).
+    missing or ambiguous file) and reads headers only (:meth:`Dataset.header`). With ``images``
+    the number (and for the official THINGS-MEG layout the order) of the partition's images is
+    checked against it. ``description`` holds ``dataset``, ``layout``, ``source`` (the file) and
+    ``header_only``. ``cache_dir`` keys a cached header (THINGS-MEG epochs, EEG-ImageNet's
+    trial index), never data.
     """
     if partition not in PARTITIONS:
         raise DataFormatError(f"partition must be 'train' or 'test', got {partition!r}")
     root = Path(root)
-    if recognise(root, test_set) == MEG:
-        return _meg_header(root, subject, partition, images, test_set, cache_dir)
-    return _eeg2_header(root, subject, partition, images)
+    dataset = dataset_for(root, test_set)
+    return dataset.header(root, subject, partition, images, test_set=dataset.resolve_test_set(test_set),
+                          cache_dir=cache_dir)
 
 
-def _empty(ch_names: list[str], sfreq: float, times: np.ndarray, subject: int, partition: str,
-           concept_names: Any, description: dict[str, Any]) -> Recording:
-    """A recording without trials that carries the partition's axes."""
+def empty_recording(ch_names: list[str], sfreq: float, times: np.ndarray, subject: int, partition: str,
+                    concept_names: Any, description: dict[str, Any]) -> Recording:
+    """A recording without trials that carries the partition's axes (what headers return)."""
     none = np.empty(0, dtype=np.int64)
     return Recording(
         data=np.empty((0, len(ch_names), len(times)), dtype=np.float32),
@@ -72,7 +74,7 @@ def _empty(ch_names: list[str], sfreq: float, times: np.ndarray, subject: int, p
     )
 
 
-def _numeric_shape(array: Any, key: str, path: Path) -> tuple[int, ...]:
+def numeric_shape(array: Any, key: str, path: Path) -> tuple[int, ...]:
     """The shape of a numeric array read lazily (a memory map: no value is touched)."""
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise DataFormatError(
@@ -80,47 +82,3 @@ def _numeric_shape(array: Any, key: str, path: Path) -> tuple[int, ...]:
             + (f" {array.dtype}" if isinstance(array, np.ndarray) else "")
         )
     return tuple(int(n) for n in array.shape)
-
-
-def _eeg2_header(root: Path, subject: int, partition: str, images: ImageSet | None) -> Recording:
-    found = things_eeg2._locate(root, subject, partition)
-    if found.layout == "things-eeg2-dataset":
-        things_eeg2.package_files(found)
-        shape = _numeric_shape(read_npy(found.path), "array", found.path)
-        ch_names, times, conditions = things_eeg2.package_meta(found, shape)
-        n_conditions = int(conditions.max())
-    else:
-        key = things_eeg2.EEG_KEY
-        content = read_dict(found.path, required=(key, "ch_names", "times"))
-        shape = _numeric_shape(content[key], key, found.path)
-        ch_names, times = things_eeg2.dict_axes(found.path, shape, content["ch_names"],
-                                                content["times"])
-        n_conditions = shape[0]
-    _, concept_names = things_eeg2._concepts(np.arange(n_conditions), partition, n_conditions,
-                                             images, found.path)
-    return _empty(ch_names, things_eeg2._sfreq_from_times(times, found.path), times, subject,
-                  partition, concept_names,
-                  {"dataset": things_eeg2.DATASET, "layout": found.layout,
-                   "source": str(found.path), "subject": subject})
-
-
-def _meg_header(root: Path, subject: int, partition: str, images: ImageSet | None,
-                test_set: str, cache_dir: Any) -> Recording:
-    found = things_meg._locate(root, subject, partition)
-    description = {"dataset": things_meg.DATASET, "layout": found.layout,
-                   "source": str(found.path), "subject": subject,
-                   "test_set": test_set if partition == "test" else None}
-    if found.layout == "official":
-        header, sel, _, table = things_meg.official_selection(found, partition, test_set, images,
-                                                              cache_dir)
-        return _empty(header["ch_names"], header["sfreq"], np.asarray(header["times"], float),
-                      subject, partition, sel.concept_names, {**description, "attributes": table})
-    if test_set == "large":
-        raise things_meg.atm_large_refused(found.path)
-    shape, names, raw_times = things_meg.read_atm_header(found.path)
-    ch_names, times = things_meg.atm_axes(found.path, shape, names, raw_times)
-    concept_names = None
-    if images is not None:
-        concept_names = things_meg.check_atm_images(found.path, partition, shape, images).concept_names
-    return _empty(ch_names, things_eeg2._sfreq_from_times(times, found.path), times, subject,
-                  partition, concept_names, description)

@@ -43,10 +43,13 @@ class ImagePartition:
     root: Path
     files: tuple[str, ...]  # relative to root, e.g. 'training_images/00001_aardvark/aardvark_01b.jpg'
     concept: np.ndarray  # per image: index into concept_names
-    concept_folders: tuple[str, ...]
+    concept_folders: tuple[str, ...]  # per concept: its folder, or its identifier (an ImageNet wnid)
+    names: tuple[str, ...] | None = None  # readable concept names where the folders are not ones
 
     @cached_property
     def concept_names(self) -> tuple[str, ...]:
+        if self.names is not None:
+            return tuple(self.names)
         return tuple(concept_name(f) for f in self.concept_folders)
 
     @property
@@ -79,7 +82,8 @@ class ImageSet:
     root: Path
     train: ImagePartition
     test: ImagePartition
-    source: str  # 'image_metadata.npy' or 'folders'
+    source: str  # 'image_metadata.npy', 'folders', or the file the dataset's reader built it from
+    note: str | None = None  # what a user should know about this split (e.g. why it is not zero-shot)
 
     def __getitem__(self, partition: str) -> ImagePartition:
         if partition not in PARTITION_DIRS:

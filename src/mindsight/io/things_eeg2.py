@@ -32,9 +32,18 @@ import numpy as np
 
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.cache import load_float32
-from mindsight.io.containers import read_npy, sniff
+from mindsight.io.containers import read_dict, read_npy, sniff
+from mindsight.io.datasets import (
+    DEFAULT_TEST_SET,
+    NO_IMAGES,
+    Dataset,
+    Finding,
+    occurrence_rank,
+    walk_files,
+)
 from mindsight.io.images import ImageSet, read_image_set
-from mindsight.io.timeaxis import epoch_times
+from mindsight.io.timeaxis import epoch_times, sfreq_from_times, time_row
+from mindsight.output import progress_callback
 from mindsight.recording import Recording, Trials, check_disjoint_concepts, check_same_channels
 
 DATASET = "THINGS-EEG2"
@@ -59,8 +68,6 @@ _SUBJECT_DIR = re.compile(r"^sub-(\d+)$")
 _OFFICIAL_FILE = re.compile(r"^preprocessed_eeg_(training|test)\.npy$")
 _PACKAGE_FILE = re.compile(r"^preprocessed_eeg_(training|test)_sub-(\d+)\.npy$")
 _RAW_FILE = re.compile(r"^raw_eeg_(training|test)\.npy$")
-_SKIP_DIRS = {"training_images", "test_images", "__pycache__", ".git"}
-_MAX_DEPTH = 5
 
 
 @dataclass(frozen=True)
@@ -79,21 +86,6 @@ class PreprocessedFile:
     @property
     def meta_path(self) -> Path:
         return self.path.parent / f"meta_sub-{self.subject:02d}.json"
-
-
-def walk_files(root: Path) -> list[Path]:
-    """Files under ``root`` (or ``root`` itself), skipping image folders, to a bounded depth."""
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise MissingFileError(f"{root}: no such file or directory")
-    found = []
-    base_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
-        depth = len(Path(dirpath).parts) - base_depth
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and depth < _MAX_DEPTH)
-        found += [Path(dirpath) / f for f in sorted(filenames)]
-    return found
 
 
 def _classify_preprocessed(path: Path) -> PreprocessedFile | None:
@@ -144,15 +136,6 @@ def _locate(root: Path, subject: int, partition: str) -> PreprocessedFile:
     return files[0]
 
 
-def _sfreq_from_times(times: np.ndarray, source: Path) -> float:
-    if times.ndim != 1 or len(times) < 2:
-        raise DataFormatError(f"{source}: 'times' must hold at least 2 values, got shape {times.shape}")
-    step = np.diff(times)
-    if np.any(step <= 0) or not np.allclose(step, step.mean(), rtol=1e-3, atol=1e-7):
-        raise DataFormatError(f"{source}: 'times' are not evenly spaced and increasing")
-    return float(np.round(1.0 / step.mean(), 6))
-
-
 def _concepts(
     image: np.ndarray, partition: str, n_conditions: int, images: ImageSet | None, source: Path
 ) -> tuple[np.ndarray, tuple[str, ...] | None]:
@@ -174,35 +157,6 @@ def _concepts(
             "so concepts come from image_metadata.npy"
         )
     return image // EXEMPLARS_PER_TRAIN_CONCEPT, None
-
-
-def _occurrence_rank(keys: np.ndarray) -> np.ndarray:
-    """For each element, how many earlier elements share its key (0, 1, 2, ...)."""
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    first = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order] = np.arange(len(keys)) - first
-    return rank
-
-
-def _progress(desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    bar: dict[str, Any] = {}
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=desc, unit="cond", leave=False)
-        bar["bar"].n = done
-        bar["bar"].refresh()
-        if done >= total:
-            bar["bar"].close()
-
-    return update
 
 
 def dict_axes(
@@ -251,7 +205,7 @@ def read_things_eeg2(
     found = _locate(root, subject, partition)
     if images is not None and not isinstance(images, ImageSet):
         images = read_image_set(images)
-    bar = _progress(f"caching {found.path.name} (sub-{subject:02d})", progress)
+    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond") if progress else None
     if found.layout == "things-eeg2-dataset":
         data, ch_names, times, image, repetition, session = _read_package_layout(
             found, cache_dir, use_cache, bar
@@ -273,7 +227,7 @@ def read_things_eeg2(
     return Recording(
         data=data,
         ch_names=tuple(ch_names),
-        sfreq=_sfreq_from_times(times, found.path),
+        sfreq=sfreq_from_times(times, found.path),
         times=times,
         trials=trials,
         partition=partition,
@@ -343,7 +297,7 @@ def _read_package_layout(found: PreprocessedFile, cache_dir, use_cache: bool, ba
     image = np.repeat(conditions.astype(np.int64).ravel() - 1, n_reps)
     session = np.repeat(np.arange(n_ses), n_cond * n_reps)
     data = arr.reshape(n_ses * n_cond * n_reps, n_chans, n_times)
-    return data, ch_names, times, image, _occurrence_rank(image), session
+    return data, ch_names, times, image, occurrence_rank(image), session
 
 
 def read_things_eeg2_subject(
@@ -382,3 +336,122 @@ def find_raw_sessions(root: str | os.PathLike, subject: int | None = None) -> di
         for files in parts.values():
             files.sort(key=lambda q: q.parent.name)
     return out
+
+
+# -- the dataset's entry in the registry (mindsight.io.datasets) ---------------------------------
+def read_things_eeg2_header(root: str | os.PathLike, subject: int, partition: str,
+                            images: ImageSet | None = None) -> Recording:
+    """One subject's partition as a zero-trial recording, from file headers only (the dict's
+    ``ch_names``/``times`` and the data's shape through the lazy unpickler; for the package
+    layout the NPY header, meta JSON and conditions file)."""
+    from mindsight.io.headers import empty_recording, numeric_shape
+
+    found = _locate(Path(root), subject, partition)
+    if found.layout == "things-eeg2-dataset":
+        package_files(found)
+        shape = numeric_shape(read_npy(found.path), "array", found.path)
+        ch_names, times, conditions = package_meta(found, shape)
+        n_conditions = int(conditions.max())
+    else:
+        content = read_dict(found.path, required=(EEG_KEY, "ch_names", "times"))
+        shape = numeric_shape(content[EEG_KEY], EEG_KEY, found.path)
+        ch_names, times = dict_axes(found.path, shape, content["ch_names"], content["times"])
+        n_conditions = shape[0]
+    _, concept_names = _concepts(np.arange(n_conditions), partition, n_conditions, images, found.path)
+    return empty_recording(ch_names, sfreq_from_times(times, found.path), times, subject, partition,
+                           concept_names, {"dataset": DATASET, "layout": found.layout,
+                                           "source": str(found.path), "subject": subject})
+
+
+def _describe_preprocessed(f: PreprocessedFile) -> dict[str, Any]:
+    row: dict[str, Any] = {"subject": f.subject, "partition": f.partition, "file": str(f.path)}
+    if f.layout == "things-eeg2-dataset":
+        arr = read_npy(f.path)
+        meta = json.loads(f.meta_path.read_text()) if f.meta_path.is_file() else {}
+        n_ses, n_cond, n_rep, n_ch, n_t = arr.shape
+        conds = np.asarray(read_npy(f.conditions_path)) if f.conditions_path.is_file() else None
+        n_images = len(np.unique(conds)) if conds is not None else None
+        row.update(shape=list(arr.shape), axes="session×condition×repetition×channel×time",
+                   n_chans=n_ch, n_times=n_t, images=n_images, dtype=str(arr.dtype))
+        if "times" in meta:
+            row.update(time_row(meta["times"], n_t, f.meta_path))
+    else:
+        content = read_dict(f.path, required=(EEG_KEY, "ch_names", "times"))
+        arr = content[EEG_KEY]
+        if not isinstance(arr, np.ndarray) or arr.ndim != 4:
+            raise DataFormatError(f"{f.path}: {EEG_KEY!r} should be 4-D, found {getattr(arr, 'shape', arr)}")
+        n_cond, n_rep, n_ch, n_t = arr.shape
+        row.update(shape=list(arr.shape), axes="condition×repetition×channel×time",
+                   n_chans=n_ch, n_times=n_t, images=n_cond, dtype=str(arr.dtype),
+                   **time_row(content["times"], n_t, f.path))
+    if row.get("images") is not None:
+        row["concepts"] = (
+            row["images"] // EXEMPLARS_PER_TRAIN_CONCEPT if f.partition == "train" else row["images"]
+        )
+    return row
+
+
+def _describe_raw(root: Path) -> list[Finding]:
+    sessions = find_raw_sessions(root)
+    if not sessions:
+        return []
+    rows = []
+    for subject, parts in sorted(sessions.items()):
+        for part, files in parts.items():
+            for p in files:
+                d = read_dict(p, required=RAW_KEYS)
+                x = d["raw_eeg_data"]
+                sfreq = float(np.asarray(d["sfreq"]).item())
+                n_eeg = sum(1 for t in d["ch_types"] if str(t) != "stim")
+                rows.append({"subject": subject, "session": p.parent.name, "partition": part,
+                             "n_chans": n_eeg, "n_samples": int(x.shape[1]), "sfreq": sfreq,
+                             "duration_s": round(x.shape[1] / sfreq, 1), "file": str(p)})
+    return [Finding("raw", "things-eeg2-raw", "THINGS-EEG2 raw release (NPY-dict per session)", root, rows)]
+
+
+class ThingsEEG2(Dataset):
+    """THINGS-EEG2 (Gifford et al. 2022): the official, NICE/ATM and things-eeg2-dataset
+    preprocessed releases; the raw release is described, and read by ``mindsight preprocess``."""
+
+    name = DATASET
+    description = "THINGS-EEG2 (Gifford et al. 2022), preprocessed releases"
+    layouts = LAYOUTS
+    test_sets = (DEFAULT_TEST_SET,)
+
+    def find(self, root: Path, subject: int | None = None) -> list[PreprocessedFile]:
+        return find_preprocessed(root, subject)
+
+    def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
+             progress: bool = False) -> Recording:
+        self.resolve_test_set(test_set, root)
+        return read_things_eeg2(root, subject, partition, images, cache_dir=cache_dir, progress=progress)
+
+    def header(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
+               test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
+        self.resolve_test_set(test_set, root)
+        return read_things_eeg2_header(root, subject, partition, images)
+
+    def images(self, data_root: Path, images_path: Path | None, *, test_set: str = DEFAULT_TEST_SET,
+               subject: int | None = None) -> ImageSet:
+        self.resolve_test_set(test_set, data_root)
+        if images_path is None:
+            raise MissingFileError(NO_IMAGES)
+        return read_image_set(images_path)
+
+    def describe(self, root: Path) -> list[Finding]:
+        pre = find_preprocessed(root)
+        findings = []
+        for layout, desc in LAYOUTS.items():
+            files = sorted((f for f in pre if f.layout == layout), key=lambda f: (f.subject, f.partition))
+            if files:
+                findings.append(Finding("preprocessed", layout, desc, root,
+                                        [_describe_preprocessed(f) for f in files]))
+        return findings + _describe_raw(root)
+
+    def resolve_test_set(self, test_set: str, root: Any = None) -> str:
+        if test_set == "large":  # THINGS-MEG's large test set, asked of THINGS-EEG2
+            from mindsight.io.things_meg import large_unavailable
+
+            raise large_unavailable(root, "THINGS-EEG2, which has one test set")
+        return super().resolve_test_set(test_set, root)

@@ -60,7 +60,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,9 +79,18 @@ from mindsight.io.containers import (
     sniff,
     write_pickle_dict,
 )
+from mindsight.io.datasets import (
+    DEFAULT_TEST_SET,
+    NO_IMAGES,
+    Dataset,
+    Finding,
+    occurrence_rank,
+    walk_files,
+)
 from mindsight.io.images import ImagePartition, ImageSet, concept_name, read_image_set
-from mindsight.io.things_eeg2 import _occurrence_rank, _progress, _sfreq_from_times, walk_files
-from mindsight.io.timeaxis import epoch_times
+from mindsight.io.tensors import read_torch_dict
+from mindsight.io.timeaxis import epoch_times, sfreq_from_times, time_row
+from mindsight.output import progress_callback
 from mindsight.recording import Recording, Trials
 
 DATASET = "THINGS-MEG"
@@ -446,14 +454,14 @@ def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
             return opened["epochs"][epochs_idx[start:stop]].get_data(picks=header["picks"])
 
     digest = hashlib.sha1(np.ascontiguousarray(epochs_idx).tobytes()).hexdigest()[:16]
-    bar = _progress(f"caching {found.path.name} {partition} (sub-{subject:02d})", progress)
+    bar = progress_callback(f"caching {found.path.name} {partition} (sub-{subject:02d})", "cond") if progress else None
     data, _ = load_float32_rows(
         parts, f"things-meg-{partition}-{digest}", (len(epochs_idx), len(ch_names), n_times),
         read_rows, cache_dir, use_cache=use_cache, progress=bar,
     )
     times = np.asarray(header["times"], dtype=np.float64)
     trials = Trials.build(sel.image, sel.concept, subject,
-                          repetition=_occurrence_rank(sel.image), session=sel.session)
+                          repetition=occurrence_rank(sel.image), session=sel.session)
     return Recording(
         data=data,
         ch_names=tuple(ch_names),
@@ -488,59 +496,6 @@ def _check_image_order(part: ImagePartition, sel: Selection, table: str) -> None
 
 
 # -- ATM pickles -----------------------------------------------------------------------------------
-_BUILTINS = ("list", "dict", "tuple", "set", "frozenset", "slice", "range", "complex", "bytearray")
-_NUMPY_NAMES = ("ndarray", "dtype", "_reconstruct", "scalar", "_frombuffer")
-
-
-class _TorchUnpickler(pickle.Unpickler):
-    """Reads torch tensors from a raw pickle without running arbitrary code: only tensor and
-    storage rebuilding (storages through ``torch.load(weights_only=True)``), numpy and builtins."""
-
-    def __init__(self, fh: Any, path: Path) -> None:
-        super().__init__(fh)
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        import torch
-
-        if (module, name) == ("torch.storage", "_load_from_bytes"):
-            return lambda b: torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return torch._utils._rebuild_tensor_v2
-        allowed = (
-            (module == "collections" and name == "OrderedDict")
-            or (module == "builtins" and name in _BUILTINS)
-            or (module.split(".")[0] == "numpy" and name in _NUMPY_NAMES)
-            or (module in ("_codecs", "codecs") and name == "encode")
-        )
-        if allowed:
-            return super().find_class(module, name)
-        raise DataFormatError(
-            f"{self._path}: refusing to unpickle {module}.{name}: only arrays, tensors, numbers, "
-            "strings and containers are read from data pickles"
-        )
-
-
-def _read_torch_dict(path: Path) -> dict[str, Any]:
-    """A dict holding torch tensors (raw pickle or ``torch.save`` zip), tensors as numpy."""
-    import torch
-
-    if sniff(path) == "zip":
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # torch raises many kinds here
-            raise DataFormatError(f"{path}: unreadable torch file ({type(exc).__name__}: {exc})") from None
-    else:
-        with open(path, "rb") as fh:
-            try:
-                obj = _TorchUnpickler(fh, path).load()
-            except (EOFError, pickle.UnpicklingError) as exc:
-                raise DataFormatError(f"{path}: truncated or corrupt pickle ({exc})") from None
-    if not isinstance(obj, dict):
-        raise DataFormatError(f"{path}: expected a dict, found {type(obj).__name__}")
-    return {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in obj.items()}
-
-
 def _atm_key(content: dict[str, Any], path: Path) -> str:
     for key in ATM_KEYS:
         if key in content:
@@ -560,7 +515,7 @@ def read_atm_content(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     except DataFormatError as exc:
         if "torch" not in str(exc) and sniff(path) != "zip":
             raise
-        content = _read_torch_dict(path)
+        content = read_torch_dict(path)
     for k in ("ch_names", "times"):
         if k not in content:
             raise DataFormatError(f"{path}: missing key {k!r}; the file has {', '.join(map(repr, content))}")
@@ -618,7 +573,7 @@ def read_atm_header(path: str | os.PathLike) -> tuple[tuple[int, ...], list[str]
     path = Path(path)
     kind = sniff(path)
     if kind == "zip":
-        content = _read_torch_dict(path)
+        content = read_torch_dict(path)
     elif kind == "npy":
         content = read_dict(path)
     elif kind == "pickle":
@@ -709,7 +664,7 @@ def _read_atm(found: MegFile, subject: int, partition: str, images: ImageSet | N
               cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
     from mindsight.sensors import sensor_positions
 
-    bar = _progress(f"caching {found.path.name} (sub-{subject:02d})", progress)
+    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond") if progress else None
     arr, extras = _read_atm_array(found.path, cache_dir, use_cache, bar)
     ch_names, times = atm_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
     n_c, n_i, n_r, n_ch, n_t = arr.shape
@@ -724,7 +679,7 @@ def _read_atm(found: MegFile, subject: int, partition: str, images: ImageSet | N
     return Recording(
         data=arr.reshape(n_c * n_i * n_r, n_ch, n_t),
         ch_names=tuple(ch_names),
-        sfreq=_sfreq_from_times(times, found.path),
+        sfreq=sfreq_from_times(times, found.path),
         times=times,
         trials=Trials.build(image, concept, subject, repetition=repetition),
         partition=partition,
@@ -950,3 +905,123 @@ def write_things_meg_atm(
         out[name] = write_pickle_dict(path, {"meg_data": arr, "ch_names": list(map(str, ch_names)),
                                              "times": times})
     return out
+
+
+# -- the dataset's entry in the registry (mindsight.io.datasets) ---------------------------------
+def large_unavailable(root: Any, what: str) -> DataFormatError:
+    """The error for the large test set asked of data that do not have it (``what`` they are)."""
+    return DataFormatError(
+        f"test_set 'large' (the 2,400 exp images of THINGS-MEG's 200 test concepts) exists only "
+        f"in the official THINGS-MEG derivative (preprocessed_P{{n}}-epo.fif + "
+        f"sample_attributes_P{{n}}.csv); {root} holds {what}. Use test_set 'small'"
+    )
+
+
+def read_things_meg_header(root: str | os.PathLike, subject: int, partition: str,
+                           images: ImageSet | None = None, *, test_set: str = "small",
+                           cache_dir: Any = None) -> Recording:
+    """One subject's partition as a zero-trial recording, from headers only: the epochs file's
+    header and the CSV, joined and selected as the reader does (official), or the pickle with
+    its large arrays skipped (ATM, :func:`read_atm_header`)."""
+    from mindsight.io.headers import empty_recording
+
+    found = _locate(Path(root), subject, partition)
+    description = {"dataset": DATASET, "layout": found.layout, "source": str(found.path),
+                   "subject": subject, "test_set": test_set if partition == "test" else None}
+    if found.layout == "official":
+        header, sel, _, table = official_selection(found, partition, test_set, images, cache_dir)
+        return empty_recording(header["ch_names"], header["sfreq"], np.asarray(header["times"], float),
+                               subject, partition, sel.concept_names, {**description, "attributes": table})
+    if test_set == "large":
+        raise atm_large_refused(found.path)
+    shape, names, raw_times = read_atm_header(found.path)
+    ch_names, times = atm_axes(found.path, shape, names, raw_times)
+    concept_names = None
+    if images is not None:
+        concept_names = check_atm_images(found.path, partition, shape, images).concept_names
+    return empty_recording(ch_names, sfreq_from_times(times, found.path), times, subject, partition,
+                           concept_names, description)
+
+
+def _describe(root: Path) -> list[Finding]:
+    """THINGS-MEG files: the official epochs (header and trial table only) and ATM pickles."""
+    found = find_things_meg(root)
+    findings = []
+    for layout, desc in LAYOUTS.items():
+        files = sorted((f for f in found if f.layout == layout), key=lambda f: (f.subject, f.partition or ""))
+        if files:
+            rows = [r for f in files for r in (_official_rows(f) if layout == "official" else [_atm_row(f)])]
+            findings.append(Finding("preprocessed", f"things-meg-{layout}", desc, root, rows))
+    return findings
+
+
+def _official_rows(f: MegFile) -> list[dict[str, Any]]:
+    header = read_epochs_header(f.path)
+    n_ch, n_t = len(header["ch_names"]), len(header["times"])
+    base = {"subject": f.subject, "n_chans": n_ch, "n_times": n_t, "dtype": "float32",
+            "file": str(f.path), **time_row(np.asarray(header["times"]), n_t, f.path)}
+    try:
+        df, table = attributes_table(f)
+        join_epochs(df, np.asarray(header["events"]), table, str(f.path))
+    except (DataFormatError, MissingFileError) as exc:
+        return [{**base, "partition": "all", "shape": [len(header["events"]), n_ch, n_t],
+                 "note": str(exc)}]
+    rows = []
+    for part, test_set, label in (("train", "small", "train"), ("test", "small", "test"),
+                                  ("test", "large", "test (large)")):
+        sel = select_partition(df, part, test_set, table)
+        rows.append({**base, "partition": label, "shape": [len(sel.rows), n_ch, n_t],
+                     "images": len(sel.image_nrs), "concepts": len(sel.concept_folders),
+                     "attributes": table})
+    return rows
+
+
+def _atm_row(f: MegFile) -> dict[str, Any]:
+    content, key = read_atm_content(f.path)
+    arr = content[key]
+    if not isinstance(arr, np.ndarray) or arr.ndim != 5:
+        raise DataFormatError(f"{f.path}: meg_data should be 5-D, found {getattr(arr, 'shape', arr)}")
+    n_c, n_i, n_r, n_ch, n_t = arr.shape
+    return {"subject": f.subject, "partition": f.partition, "shape": list(arr.shape),
+            "axes": "concept×image×repetition×channel×time", "n_chans": n_ch, "n_times": n_t,
+            "images": n_c * n_i, "concepts": n_c, "dtype": str(arr.dtype), "file": str(f.path),
+            **time_row(np.asarray(content["times"], dtype=float), n_t, f.path)}
+
+
+class ThingsMEG(Dataset):
+    """THINGS-MEG (Hebart et al. 2023): the official derivative and ATM's pickles."""
+
+    name = DATASET
+    description = "THINGS-MEG (Hebart et al. 2023), official derivative and ATM's pickles"
+    layouts = LAYOUTS
+    test_sets = TEST_SETS
+
+    def find(self, root: Path, subject: int | None = None) -> list[MegFile]:
+        return find_things_meg(root, subject)
+
+    def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
+             progress: bool = False) -> Recording:
+        return read_things_meg(root, subject, partition, images, test_set=test_set,
+                               cache_dir=cache_dir, progress=progress)
+
+    def header(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
+               test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
+        return read_things_meg_header(root, subject, partition, images, test_set=test_set,
+                                      cache_dir=cache_dir)
+
+    def images(self, data_root: Path, images_path: Path | None, *, test_set: str = DEFAULT_TEST_SET,
+               subject: int | None = None) -> ImageSet:
+        """From the subject's trial table (the first subject's when None) for the official
+        derivative; the THINGS image folder for ATM's pickles."""
+        official = any(f.layout == "official" for f in find_things_meg(data_root))
+        if test_set == "large" and not official:
+            raise large_unavailable(data_root, "only ATM's THINGS-MEG pickles")
+        if images_path is None:
+            raise MissingFileError(NO_IMAGES)
+        if official:
+            return things_meg_image_set(data_root, subject, images_path, test_set)
+        return read_image_set(images_path)
+
+    def describe(self, root: Path) -> list[Finding]:
+        return _describe(root)

@@ -7,6 +7,7 @@ decides when a ``times`` that disagrees with the data is accepted.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -44,3 +45,26 @@ def epoch_times(times: np.ndarray, n_times: int, source: str | os.PathLike) -> n
         "a longer 'times' only when the data are its post-stimulus tail starting at 0 s (the "
         "NICE/ATM release: 300 values for 250 samples); re-export the file with matching 'times'"
     )
+
+
+def sfreq_from_times(times: np.ndarray, source: str | os.PathLike) -> float:
+    """The sampling rate of evenly spaced, increasing sample ``times`` (of file ``source``)."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or len(times) < 2:
+        raise DataFormatError(f"{source}: 'times' must hold at least 2 values, got shape {times.shape}")
+    step = np.diff(times)
+    if np.any(step <= 0) or not np.allclose(step, step.mean(), rtol=1e-3, atol=1e-7):
+        raise DataFormatError(f"{source}: 'times' are not evenly spaced and increasing")
+    return float(np.round(1.0 / step.mean(), 6))
+
+
+def time_row(times: Any, n_times: int, source: Any) -> dict[str, Any]:
+    """``{'sfreq', 'tmin', 'tmax'}`` of a file's data for ``mindsight info``, or, when its
+    ``times`` disagree with the data (:func:`epoch_times`), a ``note`` with the reason: ``info``
+    still lists the file and its shape, and the readers refuse it with the same message."""
+    try:
+        times = epoch_times(times, n_times, source)
+    except DataFormatError as exc:
+        return {"note": str(exc)}
+    sfreq = 1.0 / float(np.mean(np.diff(times))) if len(times) > 1 else float("nan")
+    return {"sfreq": round(sfreq, 3), "tmin": round(float(times[0]), 4), "tmax": round(float(times[-1]), 4)}

@@ -8,6 +8,8 @@ Layout of the output folder (each part in its public format, read by ``mindsight
     preprocessed_data/            official release: np.save(dict), 17 ch, 100 Hz, -0.2–0.79 s
     raw_data/                     raw release (optional): sub-XX/ses-01/raw_eeg_*.npy, 1000 Hz,
                                   63 ch + stim row, in volts
+    EEG-ImageNet/, imagenet/      EEG-ImageNet release (optional, layout ``eeg-imagenet``): the
+                                  training concepts as classes, see :mod:`mindsight.simulate.eeg_imagenet`
     simulation.json               the configuration, per-subject ideal-observer ceilings, credits
 
 and in MEG mode (``modality='meg'``, see :mod:`mindsight.simulate.meg`)::
@@ -51,6 +53,7 @@ SFREQ = 250.0
 TIMES = np.round(np.arange(-50, 250) / SFREQ, 4)  # -0.2 … 0.996 s, as NICE/ATM save them
 KEEP = slice(50, 300)  # 0 … 0.996 s: the samples the NICE/ATM release keeps
 LAYOUTS = ("nice-atm", "official", "raw")
+EEG_IMAGENET = "eeg-imagenet"  # optional EEG layout: the training concepts as an EEG-ImageNet release
 MEG_LAYOUTS = ("meg-official", "meg-atm")
 MODALITIES = ("eeg", "meg")
 ACUITY_KERNELS = (21, 41, 61)  # foveated-blur Gaussian kernels at 224 px: the front-end's acuity levels
@@ -105,6 +108,17 @@ PRESETS: dict[str, SimConfig] = {
     "things-meg": SimConfig(n_train_concepts=1654, exemplars=12, n_test_concepts=200, n_reps_train=1,
                             n_reps_test=12, subjects=[1, 2, 3, 4], image_size=224, modality="meg",
                             layouts=list(MEG_LAYOUTS), dtype="float32"),
+    # EEG-ImageNet: classes of equal size, each image seen once per subject (the release's design);
+    # the THINGS-like image set is rendered too (the pictures come from it), with few test concepts
+    # (tiny: the fewest classes × images a decoder learns zero-shot retrieval from, single trials)
+    "eeg-imagenet-tiny": SimConfig(n_train_concepts=40, exemplars=5, n_test_concepts=2, n_reps_train=1,
+                                   n_reps_test=1, subjects=[1], image_size=64, layouts=[EEG_IMAGENET],
+                                   dtype="float32"),
+    "eeg-imagenet-demo": SimConfig(n_train_concepts=40, exemplars=20, n_test_concepts=2, n_reps_train=1,
+                                   n_reps_test=1, subjects=[1, 2], layouts=[EEG_IMAGENET], dtype="float32"),
+    "eeg-imagenet": SimConfig(n_train_concepts=80, exemplars=50, n_test_concepts=2, n_reps_train=1,
+                              n_reps_test=1, subjects=list(range(1, 17)), image_size=224,
+                              layouts=[EEG_IMAGENET], dtype="float32"),
 }
 DIFFICULTY = {"easy": 0.6, "default": 1.0, "hard": 1.6}
 
@@ -198,7 +212,7 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     out = Path(out)
     if cfg.modality not in MODALITIES:
         raise DataFormatError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
-    allowed = MEG_LAYOUTS if cfg.modality == "meg" else LAYOUTS
+    allowed = MEG_LAYOUTS if cfg.modality == "meg" else (*LAYOUTS, EEG_IMAGENET)
     bad = sorted(set(cfg.layouts) - set(allowed))
     if bad:
         raise DataFormatError(f"unknown {cfg.modality} layout(s) {bad}; available: {', '.join(allowed)}")
@@ -231,6 +245,20 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
         embeddings = {"sharp": sharp}
     n_tr = len(imgset["train"])
     _prime_feature_cache([imgset], imgset["train"].files + imgset["test"].files, embeddings, cache_dir)
+    extra = {}
+    if EEG_IMAGENET in cfg.layouts:
+        from mindsight.simulate.eeg_imagenet import simulate_eeg_imagenet
+
+        extra[EEG_IMAGENET] = simulate_eeg_imagenet(out, cfg, imgset, levels, seen if kernels else None,
+                                                    embeddings, cache_dir, progress)
+        if cfg.layouts == [EEG_IMAGENET]:  # nothing THINGS-EEG2-like asked for
+            ei = extra[EEG_IMAGENET]
+            return _write_meta(meta_path, cfg, ei["subjects"],
+                               "ideal-observer n-way retrieval among the zero-shot test images of the "
+                               "EEG-ImageNet layout, on single trials (62 channels, 0-0.5 s; see "
+                               "mindsight.simulate.observer)",
+                               "see mindsight.simulate.forward / noise / eeg_imagenet and the README",
+                               n_way=ei["n_way"], extra=extra)
     lead = lead_field()
     subjects_meta = {}
     for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
@@ -255,16 +283,19 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     return _write_meta(meta_path, cfg, subjects_meta,
                        "ideal-observer n-way retrieval on repetition-averaged test EEG of the "
                        "63-channel 0–1 s release (see mindsight.simulate.observer)",
-                       "see mindsight.simulate.forward / noise and the README")
+                       "see mindsight.simulate.forward / noise and the README", extra=extra)
 
 
 def _write_meta(path: Path, cfg: SimConfig, subjects_meta: dict[str, Any], ceiling_definition: str,
-                forward_model: str) -> dict[str, Any]:
-    """``simulation.json``: the configuration, per-subject and mean ceilings, credits."""
+                forward_model: str, n_way: int | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``simulation.json``: the configuration, per-subject and mean ceilings, credits, and
+    ``extra`` entries (the metadata of optional layouts) at the end."""
     ceiling = {k: float(np.mean([m[k] for m in subjects_meta.values()]))
                for k in ("ceiling_top1", "ceiling_top5")}
     meta = {
-        "config": asdict(cfg), "n_way": cfg.n_test_concepts, **ceiling, "subjects": subjects_meta,
+        "config": asdict(cfg), "n_way": cfg.n_test_concepts if n_way is None else n_way, **ceiling,
+        "subjects": subjects_meta,
         "ceiling_definition": ceiling_definition + (
             "; with the front-end the observer knows every acuity level's response and marginalises "
             "over the levels drawn for the averaged repetitions" if cfg.front_end else ""),
@@ -273,6 +304,7 @@ def _write_meta(path: Path, cfg: SimConfig, subjects_meta: dict[str, Any], ceili
         "front_end": ({"enabled": True, "acuity_kernels": list(cfg.acuity_kernels), "description": FRONT_END,
                        "sources": FRONT_END_SOURCES} if cfg.front_end else
                       {"enabled": False, "description": "off: every trial's features are the sharp picture's"}),
+        **(extra or {}),
     }
     write_json(path, meta)
     return meta
