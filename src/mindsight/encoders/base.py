@@ -87,8 +87,9 @@ class BrainEncoder(nn.Module, Contract, metaclass=abc.ABCMeta):
           top-1 retrieval).
 
         Must leave the parameters and buffers at the chosen solution (``forward`` predicts
-        with it and ``state_dict`` saves it) and set the attribute ``selects`` names to the
-        chosen value. Returns the validation score of every candidate value tried.
+        with it and ``state_dict`` saves it) and set the attribute named by ``selects`` to the
+        chosen value (training records it in fold.json). Returns the validation score of every
+        candidate value tried.
         """
         raise NotImplementedError(
             f"{type(self).__name__} is trained by gradient descent (closed_form = False); it has "
