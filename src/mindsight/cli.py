@@ -154,21 +154,20 @@ def info(
 
 @app.command()
 def cache(
-    eeg: Annotated[Path, typer.Argument(help="Preprocessed THINGS-EEG2 release (any supported layout).")],
+    eeg: Annotated[Path, typer.Argument(help="A dataset folder or file, any registered dataset and layout (see `mindsight info`).")],
     subject: Subjects = None,
     images: Annotated[Path | None, typer.Option(help="Image set, to join concepts and check counts.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Convert preprocessed EEG to the float32 memory-mapped cache now (else done on first use)."""
-    from mindsight.io.things_eeg2 import find_preprocessed, read_things_eeg2_subject
+    """Convert a dataset's EEG/MEG to the float32 memory-mapped cache now (else done on first use)."""
+    from mindsight.io.datasets import dataset_for
+    from mindsight.recording import PARTITIONS
 
-    subjects = subject or sorted({f.subject for f in find_preprocessed(eeg)})
-    if not subjects:
-        raise MindsightError(f"{eeg}: no preprocessed THINGS-EEG2 files found")
-    for s in subjects:
-        recs = read_things_eeg2_subject(eeg, s, images, cache_dir=cache_dir, progress=True)
-        for rec in recs.values():
-            console.print(repr(rec))
+    dataset = dataset_for(eeg)
+    image_set = None if images is None else dataset.images(eeg, images)
+    for s in subject or dataset.subjects(eeg):
+        for partition in PARTITIONS:
+            console.print(repr(dataset.read(eeg, s, partition, image_set, cache_dir=cache_dir)))
 
 
 @app.command()
@@ -272,10 +271,11 @@ def import_features_cmd(
 
 @app.command()
 def models() -> None:
-    """List the registered image/text embedders and brain encoders."""
+    """List every registry: embedders, image views and sides, brain encoders, generators,
+    datasets and analyses (CONTRIBUTING.md: how to add one)."""
     from mindsight.embed import EMBEDDERS
     from mindsight.embed.base import load_backends
-    from mindsight.encoders import ENCODERS, build_encoder, count_parameters, needs_ch_names
+    from mindsight.encoders import ENCODERS, build_encoder, count_parameters
     from mindsight.io.things_eeg2 import CH_NAMES_63
 
     load_backends()
@@ -289,12 +289,18 @@ def models() -> None:
     rows = [{"view": v, "shows the image model": ""} for v in view_names()]
     rows += [{"view": k, "shows the image model": f"stack: {', '.join(v)}"} for k, v in STACKS.items()]
     console.print(_table(rows, ["view", "shows the image model"], title="image views (model.image_views)"))
-    rows = [{"name": e.name, "description": e.description} for e in IMAGE_SIDES]
-    console.print(_table(rows, ["name", "description"], title="image sides (model.image_side)"))
-    rows = [{"name": e.name, "description": e.description,
-             "parameters": f"{count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024, **({'ch_names': CH_NAMES_63} if needs_ch_names(e.name) else {}))):,}"}
-            for e in ENCODERS]
-    console.print(_table(rows, ["name", "parameters", "description"],
+    rows = [{"name": e.name, "learned": "yes" if e.factory.learned else "no", "description": e.description}
+            for e in IMAGE_SIDES]
+    console.print(_table(rows, ["name", "learned", "description"], title="image sides (model.image_side)"))
+    capabilities = ("closed_form", "needs_ch_names", "subject_layers", "two_heads")
+    rows = []
+    for e in ENCODERS:
+        cls = e.factory
+        extra = {"ch_names": CH_NAMES_63} if cls.needs_ch_names else {}
+        n = count_parameters(build_encoder(e.name, n_chans=63, n_times=250, sfreq=250, n_outputs=1024, **extra))
+        rows.append({"name": e.name, "parameters": f"{n:,}", "description": e.description,
+                     "capabilities": ", ".join(c for c in capabilities if getattr(cls, c)) or "–"})
+    console.print(_table(rows, ["name", "parameters", "capabilities", "description"],
                          title="brain encoders (parameters for 63 ch × 250 samples → 1024-d)"))
     from mindsight.generate.base import GENERATORS, generator_class, generator_names, load_generator
 
@@ -310,6 +316,14 @@ def models() -> None:
         rows.append({"name": name, "offline": "yes" if offline else "needs hub",
                      "parameters": params, "description": GENERATORS.entry(name).description})
     console.print(_table(rows, ["name", "offline", "parameters", "description"], title="image generators"))
+    from mindsight.analysis import ANALYSES
+    from mindsight.io.datasets import DATASETS
+
+    rows = [{"name": e.name, "test sets": ", ".join(e.factory.test_sets),
+             "layouts": ", ".join(e.factory.layouts), "description": e.factory.description} for e in DATASETS]
+    console.print(_table(rows, ["name", "test sets", "layouts", "description"], title="datasets (mindsight info / --eeg)"))
+    rows = [{"name": e.name, "description": e.factory.description} for e in ANALYSES]
+    console.print(_table(rows, ["name", "description"], title="analyses (mindsight analyze NAME)"))
 
 
 @app.command()
