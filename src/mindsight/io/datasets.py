@@ -196,7 +196,8 @@ def _all_test_sets() -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for e in DATASETS for t in e.factory.test_sets))
 
 
-def _datasets() -> list[Dataset]:
+def readers() -> list[Dataset]:
+    """An instance of every registered dataset's reader, in registry order."""
     return [e.factory() for e in DATASETS]
 
 
@@ -242,7 +243,7 @@ def find_dataset(root: str | os.PathLike) -> tuple[str | None, list[Any]]:
     """``(dataset name, its files)`` found under ``root``, or ``(None, [])``. Files of two
     datasets under one root are an error naming both."""
     root = Path(root)
-    found = [(ds.name, files) for ds in _datasets() if (files := ds.find(root))]
+    found = [(ds.name, files) for ds in readers() if (files := ds.find(root))]
     if len(found) > 1:
         example = [f"{name} files (e.g. {getattr(files[0], 'path', files[0])})" for name, files in found]
         both = " and ".join(example) if len(example) == 2 else ", ".join(example)
@@ -261,10 +262,10 @@ def dataset_for(root: str | os.PathLike, test_set: str | None = None) -> Dataset
         check_test_set(test_set)
     name, _ = find_dataset(root)
     if name is None:
-        readers = _datasets()
+        known = readers()
         raise MissingFileError(
-            f"{root}: no preprocessed {' or '.join(ds.name for ds in readers)} data found. "
-            "Layouts read: " + "; ".join(d for ds in readers for d in ds.layouts.values())
+            f"{root}: no preprocessed {' or '.join(ds.name for ds in known)} data found. "
+            "Layouts read: " + "; ".join(d for ds in known for d in ds.layouts.values())
         )
     dataset = DATASETS.get(name)()
     if test_set is not None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.containers import read_npy
-from mindsight.io.datasets import DATASETS, Finding, walk_files
+from mindsight.io.datasets import Finding, readers, walk_files
 from mindsight.io.images import METADATA_FILE, PARTITION_DIRS, read_image_set
 
 __all__ = ["Finding", "describe"]
@@ -66,14 +66,14 @@ def describe(path: str | os.PathLike) -> list[Finding]:
     root = Path(path)
     if not root.exists():
         raise MissingFileError(f"{root}: no such file or directory")
-    readers = [entry.factory() for entry in DATASETS]
-    findings: list[Finding] = [f for ds in readers for f in ds.describe(root)]
+    datasets = readers()
+    findings: list[Finding] = [f for ds in datasets for f in ds.describe(root)]
     findings += _describe_images(root)
     findings += _describe_features(root)
     if not findings:
         raise DataFormatError(
             f"{root}: no recognised layout. mindsight reads: "
-            + "; ".join(d for ds in readers for d in ds.layouts.values())
+            + "; ".join(d for ds in datasets for d in ds.layouts.values())
             + "; the THINGS-EEG2 raw release; THINGS image sets; ATM/NICE/things-eeg2-dataset features"
         )
     return findings
