@@ -6,6 +6,7 @@ mindsight's writer), so the reader is tested against the format."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -289,3 +290,34 @@ def test_training_on_the_simulated_release_beats_chance(simulated, tmp_path):
     assert m["n_way"] == 40 and m["chance_top1"] == pytest.approx(0.025)
     assert m["protocol"]["dataset"] == "EEG-ImageNet"
     assert m["top1"] > 3 * m["chance_top1"], m["top1"]
+
+
+def test_the_command_line_runs_unchanged_on_the_simulated_release(simulated, tmp_path):
+    """`info`, `cache`, `train --eeg FILE --images DIR --subject 1`, `evaluate` and every
+    registered analysis run on the EEG-ImageNet file with no dataset-specific option."""
+    from typer.testing import CliRunner
+
+    from mindsight.analysis import ANALYSES
+    from mindsight.cli import app
+
+    root, _, cache = simulated
+    pth, images, out = root / "EEG-ImageNet" / "EEG-ImageNet.pth", root / "imagenet", tmp_path / "run"
+    runner = CliRunner()
+
+    def ok(*args: object) -> str:
+        result = runner.invoke(app, ["--quiet", *map(str, args)], env={"MINDSIGHT_CACHE_DIR": str(cache)})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "eeg-imagenet" in ok("info", pth)
+    assert "EEG-ImageNet eeg-imagenet sub-01 test" in ok("cache", pth, "--images", images, "--subject", 1)
+    ok("train", "--eeg", pth, "--images", images, "--subject", 1, "--encoder", "nice", "--epochs", 2,
+       "--trials", "single", "--set", "train.text_weight=0", "--set", "data.val_fraction=0.2",
+       "--device", "cpu", "--out", out)
+    ok("evaluate", out, "--device", "cpu", "--draws", 5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["dataset"] == "EEG-ImageNet" and metrics["n_way"] == 40
+    options = {"temporal": ["--permutations", 5], "spatial": ["--permutations", 5], "repetitions": ["--draws", 2]}
+    for name in ANALYSES.names():
+        ok("analyze", name, out, "--device", "cpu", *options.get(name, []))
+        assert (out / "analysis" / f"{name}.json").is_file()

@@ -161,3 +161,14 @@ def test_to_epochs_types_channels_by_name():
     odd = Recording(base.data, meg_names[:3] + ["MLO99"], base.sfreq, base.times, base.trials,
                     "train").to_epochs()
     assert odd.get_channel_types() == ["mag"] * 4
+
+
+def test_neuroscan_cerebellar_electrodes_take_the_inion_row_positions():
+    """EEG-ImageNet's CB1/CB2 have no 10-05 name: they take I1/I2's positions and the occipital
+    region, so spatial maps and position-based encoders work on its 62 channels."""
+    import numpy as np
+
+    from mindsight.sensors import region_of, sensor_positions
+
+    np.testing.assert_array_equal(sensor_positions(["CB1", "CB2"]), sensor_positions(["I1", "I2"]))
+    assert region_of("CB1") == region_of("CB2") == "occipital"

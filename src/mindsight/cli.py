@@ -331,7 +331,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or resume).")],
     eeg: Annotated[Path | None, typer.Option("--eeg", "--meg", help="Preprocessed THINGS-EEG2 or THINGS-MEG folder (any supported layout).")] = None,
     images: Annotated[Path | None, typer.Option(help="Image set (THINGS-EEG2 folders; for THINGS-MEG the folder holding images_meg/).")] = None,
-    test_set: Annotated[TestSet | None, typer.Option(help="THINGS-MEG test set: small (200 images × 12) or large (2,400 images) \\[small].")] = None,
+    test_set: Annotated[TestSet | None, typer.Option(help="The dataset's test set (small = its default): THINGS-MEG small (200 images × 12) or large (2,400 images); EEG-ImageNet zero-shot (held-out classes) or per-image (the authors' split, shares classes: refused) \\[small].")] = None,
     subject: Subjects = None,
     encoder: Annotated[str | None, typer.Option(help="Brain encoder; see `mindsight models`.")] = None,
     image_model: Annotated[str | None, typer.Option(help="Image embedder \\[default: efficientnet-lite0, offline].")] = None,
@@ -394,7 +394,7 @@ def evaluate(
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Folder to write the dataset to.")],
-    preset: Annotated[Preset, typer.Option(help="Size (things: the full THINGS-EEG2 scale).")] = Preset.demo,
+    preset: Annotated[Preset, typer.Option(help="Size and layout (things: the full THINGS-EEG2 scale; meg-*: THINGS-MEG; eeg-imagenet-*: an EEG-ImageNet release).")] = Preset.demo,
     difficulty: Annotated[Difficulty, typer.Option(help="Noise level.")] = Difficulty.default,
     subject: Subjects = None,
     seed: OptionalSeed = None,
@@ -418,8 +418,9 @@ def simulate(
                           cache_dir=cache_dir)
     console.print(f"simulated {len(cfg.subjects)} subject(s) → {out}: {meta['n_way']}-way ideal-observer "
                   f"ceiling top-1 {100 * meta['ceiling_top1']:.1f} %, top-5 {100 * meta['ceiling_top5']:.1f} %")
-    console.print(f"train on it: mindsight train --eeg {out}/Preprocessed_data_250Hz --images {out}/images "
-                  "--subject 1 --encoder atm --out runs/sim")
+    eeg, images = ((f"{out}/EEG-ImageNet/EEG-ImageNet.pth", f"{out}/imagenet") if "eeg-imagenet" in cfg.layouts
+                   else (f"{out}/Preprocessed_data_250Hz", f"{out}/images"))
+    console.print(f"train on it: mindsight train --eeg {eeg} --images {images} --subject 1 --encoder atm --out runs/sim")
 
 
 @app.command()

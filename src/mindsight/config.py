@@ -18,6 +18,7 @@ import yaml
 from mindsight._atomic import atomic_path
 from mindsight.embed.base import DEFAULT_IMAGE_MODEL
 from mindsight.errors import ConfigError, MissingFileError, UnknownNameError
+from mindsight.io.datasets import TEST_SETS  # every dataset's test sets ('small': its default)
 
 PROTOCOLS = ("intra", "loso", "pooled")
 TRIAL_MODES = ("averaged", "single", "subsets")
@@ -27,7 +28,6 @@ VAL_SPLITS = ("concepts", "images")
 LOGIT_SCALES = ("exp", "raw", "softplus", "unit")  # mindsight.train.losses
 TEXT_LOSSES = ("concepts", "clip")
 OPTIMIZERS = ("adamw", "adam")
-TEST_SETS = ("small", "large")  # THINGS-MEG's test sets (Benchetrit et al.); others have 'small'
 
 
 @dataclass
@@ -44,7 +44,8 @@ class DataConfig:
     #                                random subset of its repetitions; 'averaged'; 'single' trials
     val_fraction: float = 0.1  # share of *training concepts* held out for model selection
     val_split: str = "concepts"  # hold out whole 'concepts' (zero-shot-like) or random 'images' (NICE)
-    test_set: str = "small"  # THINGS-MEG: 'small' (200 images × 12 reps) or 'large' (2,400 images)
+    test_set: str = "small"  # the dataset's test set ('small' = its default); THINGS-MEG: 'small'
+    # (200 images × 12 reps) or 'large' (2,400 images); EEG-ImageNet: 'zero-shot' or 'per-image'
     scaler: str = "robust"  # input scaling fitted on training data: robust|standard|whiten|none
     clamp: float | None = 20.0  # clamp scaled inputs at ±clamp (Benchetrit et al.); None: no clamp
 

@@ -32,6 +32,9 @@ _EEG_REGION = (
     ("T", "temporal"), ("C", "central"), ("P", "parietal"), ("O", "occipital"),
     ("I", "occipital"),
 )
+# Electrodes of common caps that have no 10-05 name, and the 10-05 position used for them: the
+# Neuroscan Quik-Cap's cerebellar CB1/CB2 (EEG-ImageNet, SEED) sit below O1/O2, near I1/I2.
+EEG_ALIASES = {"cb1": "i1", "cb2": "i2"}
 
 
 def is_meg_name(name: str) -> bool:
@@ -89,7 +92,7 @@ def sensor_positions(ch_names: Sequence[str]) -> np.ndarray:
     eeg, meg = _eeg_montage(), ctf_layout()
     out, missing = [], []
     for name in ch_names:
-        pos = meg.get(ctf_base(name)) if is_meg_name(name) else eeg.get(name.lower())
+        pos = meg.get(ctf_base(name)) if is_meg_name(name) else eeg.get(EEG_ALIASES.get(name.lower(), name.lower()))
         if pos is None or not np.all(np.isfinite(pos)):
             missing.append(name)
             pos = np.full(3, np.nan)
@@ -121,6 +124,7 @@ def region_of(name: str) -> str:
     """Lobe of a channel (one of :data:`REGIONS`), from its 10-05 or CTF name."""
     if m := _CTF_NAME.match(name):
         return _CTF_REGION[m.group(2)]
+    name = EEG_ALIASES.get(name.lower(), name)
     base = name.rstrip("0123456789z").rstrip("h") if name[-1:] in "0123456789zh" else name
     for prefix, region in _EEG_REGION:
         if base.lower().startswith(prefix.lower()):

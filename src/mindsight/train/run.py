@@ -130,6 +130,7 @@ def check_images(images: ImageSet) -> None:
         raise LeakageError(
             f"{images.root}: {len(shared)} concept(s) are in both the training and the test images "
             f"(e.g. {', '.join(shared[:5])}); zero-shot evaluation needs disjoint concepts"
+            + (f" ({images.note})" if images.note else "")
         )
 
 
