@@ -33,6 +33,7 @@ from mindsight.embed.features import image_features, text_features  # noqa: E402
 from mindsight.evaluate.run import evaluate_fold  # noqa: E402
 from mindsight.evaluate.stats import mean_ci  # noqa: E402
 from mindsight.io.datasets import read_images, read_recording  # noqa: E402
+from mindsight.output import set_progress  # noqa: E402
 from mindsight.train.run import fit_recording, text_model_for  # noqa: E402
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -93,9 +94,9 @@ def run(name: str, cfg: RunConfig, seeds: list[int], cache_dir: str | None) -> d
     test = read_recording(cfg.data.eeg, 1, "test", images, cache_dir=cache_dir)
     if cfg.data.tmin is not None or cfg.data.tmax is not None:
         train, test = train.crop(cfg.data.tmin, cfg.data.tmax), test.crop(cfg.data.tmin, cfg.data.tmax)
-    feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir, progress=False)
+    feats = image_features(images["train"], cfg.model.image_model, cache_dir=cache_dir)
     test_feats = torch.from_numpy(image_features(images["test"], cfg.model.image_model,
-                                                 cache_dir=cache_dir, progress=False).features)
+                                                 cache_dir=cache_dir).features)
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
     texts = (text_features(images["train"].concept_names, text_model, cache_dir=cache_dir)
              if cfg.train.text_weight > 0 else None)
@@ -116,6 +117,7 @@ def run(name: str, cfg: RunConfig, seeds: list[int], cache_dir: str | None) -> d
 
 
 def main() -> None:
+    set_progress(False)  # the table is the output; no bars between its rows
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data/sim-demo"))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))

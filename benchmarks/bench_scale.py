@@ -42,7 +42,7 @@ CONDITIONS = ("whitened:none", "whitened:robust", "volts:robust", "volts:none", 
 
 def releases(out: Path) -> dict[str, Path]:
     """Simulate the demo preset with its raw release, then preprocess it twice."""
-    simulate(out / "sim", preset("demo", layouts=["raw"]), progress=True)
+    simulate(out / "sim", preset("demo", layouts=["raw"]))
     made = {}
     for name, mvnn in (("whitened", "epochs"), ("volts", None)):
         made[name] = out / name
@@ -57,8 +57,8 @@ def score(release: Path, images: Path, encoder: str, scaler: str, seed: int, epo
     imgs = read_images(release, images)
     train = read_recording(release, 1, "train", imgs)
     test = read_recording(release, 1, "test", imgs)
-    feats = image_features(imgs["train"], cfg.model.image_model, progress=False)
-    test_feats = torch.from_numpy(image_features(imgs["test"], cfg.model.image_model, progress=False).features)
+    feats = image_features(imgs["train"], cfg.model.image_model)
+    test_feats = torch.from_numpy(image_features(imgs["test"], cfg.model.image_model).features)
     t0 = time.perf_counter()
     try:
         model, info = fit_recording(cfg, train, feats, seed=seed)

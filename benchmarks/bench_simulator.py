@@ -32,6 +32,7 @@ from common import write  # noqa: E402
 from mindsight.config import RunConfig, load_preset  # noqa: E402
 from mindsight.demo import DEMO_CONFIG  # noqa: E402
 from mindsight.evaluate import evaluate_run  # noqa: E402
+from mindsight.output import set_progress  # noqa: E402
 from mindsight.simulate import preset, simulate  # noqa: E402
 from mindsight.simulate.features import image_levels  # noqa: E402
 from mindsight.train import train_run  # noqa: E402
@@ -54,6 +55,7 @@ def decoder_config(name: str, data: Path, seeds: list[int], epochs: int | None) 
 
 
 def main() -> None:
+    set_progress(False)  # the table is the output; no bars between its rows
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decoders", action="store_true")
     ap.add_argument("--encoders", nargs="+", default=["atm", "nice", "ridge", *PRESET_METHODS])
@@ -72,8 +74,7 @@ def main() -> None:
         for fe in args.front_end:
             data = work / f"front-end-{fe}"
             t0 = time.perf_counter()
-            meta = simulate(data / "data", preset("demo", noise=args.noise, front_end=fe == "on"),
-                            progress=False, cache_dir=cache)
+            meta = simulate(data / "data", preset("demo", noise=args.noise, front_end=fe == "on"), cache_dir=cache)
             row: dict = {"simulate_s": round(time.perf_counter() - t0, 1),
                          "ceiling_top1": meta["ceiling_top1"], "ceiling_top5": meta["ceiling_top5"]}
             report[f"front_end_{fe}"] = row
@@ -93,8 +94,8 @@ def main() -> None:
                 cfg = decoder_config(enc, data / "data", args.seeds, args.epochs)
                 t0 = time.perf_counter()
                 run_dir = data / enc.replace(":", "_").replace("=", "-")
-                train_run(cfg, run_dir, resume=True, progress=False, cache_dir=cache)
-                m = evaluate_run(run_dir, progress=False, cache_dir=cache, single_trial=False)
+                train_run(cfg, run_dir, resume=True, cache_dir=cache)
+                m = evaluate_run(run_dir, cache_dir=cache, single_trial=False)
                 res = {"top1": m["ci95"]["top1"], "top5": m["ci95"]["top5"],
                        "epochs_chosen": m["protocol"]["epochs_chosen"],
                        "train_eval_s": round(time.perf_counter() - t0, 1)}

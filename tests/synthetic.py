@@ -96,8 +96,8 @@ def write_release(root, subjects=(1,), n_reps_train: int = 2, n_reps_test: int =
 
     images = write_images(root / "images", **image_kw)
     imgset = read_image_set(images)
-    tr = image_features(imgset["train"], model, progress=False).features
-    te = image_features(imgset["test"], model, progress=False).features
+    tr = image_features(imgset["train"], model).features
+    te = image_features(imgset["test"], model).features
     feats = np.concatenate([tr, te])
     times = np.round(np.arange(-20, 80) / 100.0, 3)
     for s in subjects:

@@ -29,7 +29,7 @@ def test_atm_pt_files_feed_the_cache(tmp_path, images):
     assert [t.modality for t, _ in written] == ["image", "text"]
     assert written[0][0].model == "clip-vit-h-14" and written[0][0].meta["normalized"] is True
     # training finds them by model name, with no embedder (and no hub) involved
-    table = image_features(images.train, "clip-vit-h-14", embedder=_Forbidden(), progress=False)
+    table = image_features(images.train, "clip-vit-h-14", embedder=_Forbidden())
     np.testing.assert_allclose(table.features, img)
     names = text_features(images.train.concept_names, "clip-vit-h-14", embedder=_Forbidden())
     np.testing.assert_allclose(names.features, txt)

@@ -111,15 +111,15 @@ def test_each_view_is_cached_under_its_own_key(tmp_path):
     synthetic.write_images(tmp_path / "images")
     part = read_image_set(tmp_path / "images")["test"]
     emb = _CountingEmbedder()
-    sharp = image_features(part, "counting", cache_dir=tmp_path, embedder=emb, progress=False)
-    blurred = image_features(part, "counting", cache_dir=tmp_path, embedder=emb, progress=False,
+    sharp = image_features(part, "counting", cache_dir=tmp_path, embedder=emb)
+    blurred = image_features(part, "counting", cache_dir=tmp_path, embedder=emb,
                              view="gauss-k21")
     assert cache_path("counting", "image", part.fingerprint(), tmp_path).is_file()
     assert cache_path("counting", "image", part.fingerprint(), tmp_path, "gauss-k21").is_file()
     assert blurred.meta["view"] == "gauss-k21" and sharp.meta["view"] == "sharp"
     assert not np.allclose(sharp.features[:, 3], blurred.features[:, 3])  # blur lowers the spread
     calls = emb.calls
-    again = image_features(part, "counting", cache_dir=tmp_path, embedder=emb, progress=False,
+    again = image_features(part, "counting", cache_dir=tmp_path, embedder=emb,
                            view="gauss-k21")
     assert emb.calls == calls and np.array_equal(again.features, blurred.features)  # from the cache
 

@@ -141,7 +141,7 @@ def trained(tmp_path_factory):
     model = AlignmentModel(spec)
     work = tmp_path_factory.mktemp("brainmodule")
     cfg = TrainConfig(epochs=12, batch_size=32, lr=3e-3, patience=None, select_by="val_top1")
-    result = fit(model, train, val, Targets(levels=[images]), cfg, seed=0, workdir=work, progress=False)
+    result = fit(model, train, val, Targets(levels=[images]), cfg, seed=0, workdir=work)
     return model, result, test, images, work
 
 

@@ -27,7 +27,7 @@ def test_first_load_converts_in_chunks_then_memmaps(source, cache_dir, monkeypat
     monkeypatch.setattr(cache_mod, "CHUNK_BYTES", 5 * 4 * 2 * 50 * 8)  # 5 conditions per chunk
     calls = []
     data, extras = load_float32(path, "preprocessed_eeg_data", cache_dir,
-                                progress=lambda done, total: calls.append((done, total)))
+                                on_rows=lambda done, total: calls.append((done, total)))
     assert isinstance(data, np.memmap) and data.dtype == np.float32
     np.testing.assert_allclose(data, arr.astype(np.float32))
     assert extras == {"ch_names": ["a", "b"], "times": [0.0, 1.0, 2.0]}

@@ -56,7 +56,7 @@ def test_a_centre_is_the_mean_of_unit_features_without_the_test_image(release, c
     assert sorted(excluded) == sorted(f"{f.split('/')[1].split('_', 1)[1]}/{f.split('/')[2]}"
                                       for f in test.files)
     assert not {f.rsplit("/", 1)[1] for f in listing.files} & {f.rsplit("/", 1)[1] for f in test.files}
-    centres = centre_features(things, test, MODEL, cache_dir=cache_dir, progress=False)
+    centres = centre_features(things, test, MODEL, cache_dir=cache_dir)
     embedder = load_image_embedder(MODEL)
     for c in (0, 4):
         folder = things / listing.concept_folders[c]
@@ -68,7 +68,7 @@ def test_a_centre_is_the_mean_of_unit_features_without_the_test_image(release, c
         assert np.abs(centres.features[c] - with_test).max() > 1e-3  # the exclusion matters
     norms = np.linalg.norm(centres.features, axis=1)
     assert (norms < 1 - 1e-3).all()  # NICE's centres are means of unit vectors, not re-normalised
-    again = centre_features(things, test, MODEL, cache_dir=cache_dir, progress=False,
+    again = centre_features(things, test, MODEL, cache_dir=cache_dir,
                             renormalise=True)
     np.testing.assert_allclose(np.linalg.norm(again.features, axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(_unit(centres.features), again.features, rtol=1e-4, atol=1e-6)
@@ -77,13 +77,13 @@ def test_a_centre_is_the_mean_of_unit_features_without_the_test_image(release, c
 def test_centre_features_are_cached(release, cache_dir, monkeypatch):
     _, images, things, _ = release
     test = read_image_set(images).test
-    first = centre_features(things, test, MODEL, cache_dir=cache_dir, progress=False)
+    first = centre_features(things, test, MODEL, cache_dir=cache_dir)
 
     def forbidden(*a, **k):
         raise AssertionError("cached centre features must not load the image model")
 
     monkeypatch.setattr(features_mod, "load_image_embedder", forbidden)
-    second = centre_features(things, test, MODEL, cache_dir=cache_dir, progress=False)
+    second = centre_features(things, test, MODEL, cache_dir=cache_dir)
     np.testing.assert_array_equal(first.features, second.features)
 
 
@@ -126,8 +126,8 @@ def test_evaluate_with_centres_writes_the_block_per_fold_and_in_the_summary(rele
     eeg, images, things, cache = release
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(images), "val_fraction": 0.25},
                                "model": {"encoder": "ridge"}})
-    out = train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
-    m = evaluate_run(out, progress=False, cache_dir=cache, device="cpu", centres=things,
+    out = train_run(cfg, tmp_path / "run", cache_dir=cache)
+    m = evaluate_run(out, cache_dir=cache, device="cpu", centres=things,
                      single_trial=False)
     c = m["centres"]
     assert c["n_way"] == 6 and c["n_images"] == 18 and c["n_excluded"] == 6
@@ -140,5 +140,5 @@ def test_evaluate_with_centres_writes_the_block_per_fold_and_in_the_summary(rele
                  "--centres", things)
     assert result.exit_code == 0, result.output
     assert "NICE centres top-1 (%, 6 concepts)" in result.output
-    without = evaluate_run(out, progress=False, cache_dir=cache, device="cpu", single_trial=False)
+    without = evaluate_run(out, cache_dir=cache, device="cpu", single_trial=False)
     assert "centres" not in without

@@ -44,8 +44,7 @@ class Toy(Dataset):
                  for p in datasets.walk_files(Path(root)) if p.name.startswith("toy-sub-")]
         return [f for f in files if subject in (None, f.subject)]
 
-    def read(self, root, subject, partition, images=None, *, test_set="small", cache_dir=None,
-             progress=False) -> Recording:
+    def read(self, root, subject, partition, images=None, *, test_set="small", cache_dir=None) -> Recording:
         self.resolve_test_set(test_set, root)
         data = np.load(self.find(root, subject)[0].path).astype(np.float32)
         n = len(data)

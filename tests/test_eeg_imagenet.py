@@ -245,7 +245,7 @@ def simulated(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim-eeg-imagenet")
     cache = tmp_path_factory.mktemp("sim-eeg-imagenet-cache")
     cfg = preset("eeg-imagenet-tiny", front_end=False, noise=0.3, observer_draws=0)
-    meta = simulate(root, cfg, progress=False, cache_dir=cache)
+    meta = simulate(root, cfg, cache_dir=cache)
     return root, meta, cache
 
 
@@ -285,8 +285,8 @@ def test_training_on_the_simulated_release_beats_chance(simulated, tmp_path):
     cfg.model.encoder = "nice"
     cfg.train.epochs, cfg.train.batch_size, cfg.train.lr = 3, 16, 3e-3
     cfg.train.text_weight, cfg.train.patience, cfg.train.device = 0.0, None, "cpu"
-    out = train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
-    m = evaluate_run(out, device="cpu", cache_dir=cache, progress=False)
+    out = train_run(cfg, tmp_path / "run", cache_dir=cache)
+    m = evaluate_run(out, device="cpu", cache_dir=cache)
     assert m["n_way"] == 40 and m["chance_top1"] == pytest.approx(0.025)
     assert m["protocol"]["dataset"] == "EEG-ImageNet"
     assert m["top1"] > 3 * m["chance_top1"], m["top1"]

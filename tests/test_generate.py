@@ -207,7 +207,7 @@ def test_training_the_builtin_generator_reduces_its_losses_and_resumes(tmp_path,
     cfg = GeneratorTrainConfig(model=TINY, max_concepts=6, exemplars=2, render_size=64, ae_steps=60,
                                diffusion_steps=30, batch_size=8, lr=3e-3, checkpoint_every=30)
     cfg.model.embedding_dim = 1280
-    path = train_builtin(tmp_path, cfg, progress=False)
+    path = train_builtin(tmp_path, cfg)
     gen = load_builtin(path)
     record = gen.describe()["training"]
     assert record["n_images"] == 12 and record["n_concepts"] == 6
@@ -216,11 +216,11 @@ def test_training_the_builtin_generator_reduces_its_losses_and_resumes(tmp_path,
     assert np.mean(ae_losses[-10:]) < 0.7 * np.mean(ae_losses[:10])
     # a finished run resumes at its last step and only re-exports
     with caplog.at_level(logging.INFO, logger="mindsight"):
-        train_builtin(tmp_path, cfg, progress=False)
+        train_builtin(tmp_path, cfg)
     assert "resuming generator training at step 90" in caplog.text
     cfg.ae_steps = 61
     with pytest.raises(ValueError, match="different training config"):
-        train_builtin(tmp_path, cfg, progress=False)
+        train_builtin(tmp_path, cfg)
 
 
 def test_shipped_generator_draws_recognisable_pictures_from_true_embeddings(tmp_path):

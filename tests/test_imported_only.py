@@ -52,7 +52,7 @@ def _projected(images, cache, dim, seed=0):
     """Stand-ins for CLIP features: a fixed random projection of the Lite0 features the EEG was
     made from (so retrieval has something to find), per partition."""
     w = np.random.default_rng(seed).normal(size=(1280, dim)).astype(np.float32)
-    return {p: image_features(images[p], "efficientnet-lite0", cache_dir=cache, progress=False).features @ w
+    return {p: image_features(images[p], "efficientnet-lite0", cache_dir=cache).features @ w
             for p in ("train", "test")}
 
 
@@ -78,7 +78,7 @@ def test_nice_features_alone_train_and_evaluate_with_a_null_classification(
         import_features(path, imgset, cache_dir=cache_dir)
     caplog.set_level(logging.INFO, logger="mindsight")
 
-    out = train_run(_cfg(eeg, images, "clip-vit-l-14"), tmp_path / "run", progress=False,
+    out = train_run(_cfg(eeg, images, "clip-vit-l-14"), tmp_path / "run",
                     cache_dir=cache_dir)
     assert no_clip_weights == ["clip-vit-l-14"]  # one attempt, for the text tower only
     [note] = _notes(caplog, "training without the concept-name text term")
@@ -89,7 +89,7 @@ def test_nice_features_alone_train_and_evaluate_with_a_null_classification(
     assert spec["complete"] is True
 
     caplog.clear()
-    m = evaluate_run(out, progress=False, cache_dir=cache_dir, device="cpu", single_trial=False)
+    m = evaluate_run(out, cache_dir=cache_dir, device="cpu", single_trial=False)
     assert len(_notes(caplog, "zero-shot classification is null")) == 1
     assert m["n_way"] == 6 and 0 <= m["top1"] <= m["top5"] <= 1 and "k_way" in m
     assert m["classification"] is None and "clip-vit-l-14" in m["classification_reason"]
@@ -111,11 +111,10 @@ def test_text_weight_zero_evaluates_without_a_text_tower_either(release, cache_d
     for part, name in (("train", "training"), ("test", "test")):
         np.save(tmp_path / f"clip_feature_maps_{name}.npy", feats[part][:, None, :])
         import_features(tmp_path / f"clip_feature_maps_{name}.npy", imgset, cache_dir=cache_dir)
-    out = train_run(_cfg(eeg, images, "clip-vit-l-14", text_weight=0.0), tmp_path / "run",
-                    progress=False, cache_dir=cache_dir)
+    out = train_run(_cfg(eeg, images, "clip-vit-l-14", text_weight=0.0), tmp_path / "run", cache_dir=cache_dir)
     assert no_clip_weights == []  # no text term: the text tower is not even tried
     assert json.loads((out / "run.json").read_text())["protocol"]["text_note"] is None
-    m = evaluate_run(out, progress=False, cache_dir=cache_dir, device="cpu", single_trial=False)
+    m = evaluate_run(out, cache_dir=cache_dir, device="cpu", single_trial=False)
     assert no_clip_weights == ["clip-vit-l-14"]  # evaluation tries CLIP's text tower once
     assert m["classification"] is None and m["top1"] >= 0
 
@@ -132,9 +131,8 @@ def test_atm_text_features_are_used_without_weights(release, cache_dir, no_clip_
         torch.save({"img_features": torch.from_numpy(feats[part]), "text_features": torch.from_numpy(txt)}, path)
         import_features(path, imgset, cache_dir=cache_dir)
     caplog.set_level(logging.INFO, logger="mindsight")
-    out = train_run(_cfg(eeg, images, "clip-vit-h-14", encoder="nice", epochs=2), tmp_path / "run",
-                    progress=False, cache_dir=cache_dir)
-    m = evaluate_run(out, progress=False, cache_dir=cache_dir, device="cpu", single_trial=False)
+    out = train_run(_cfg(eeg, images, "clip-vit-h-14", encoder="nice", epochs=2), tmp_path / "run", cache_dir=cache_dir)
+    m = evaluate_run(out, cache_dir=cache_dir, device="cpu", single_trial=False)
     assert no_clip_weights == [] and not _notes(caplog, "text features")
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["protocol"]["text_model"] == "clip-vit-h-14" and run_json["protocol"]["text_note"] is None

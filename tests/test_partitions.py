@@ -347,5 +347,5 @@ def test_train_run_refuses_a_mismatched_test_partition_before_writing(official, 
     monkeypatch.setattr(run_module, "image_features", training_began, raising=False)
     out = tmp_path / "run"
     with pytest.raises(DataFormatError, match="same channels in a different order"):
-        run_module.train_run(cfg, out, progress=False)
+        run_module.train_run(cfg, out)
     assert not (out / "config.yaml").exists() and not (out / "folds").exists()

@@ -87,7 +87,7 @@ def test_embedding_size_mismatch_between_checkpoint_and_features(release, tmp_pa
     out = tmp_path / "run"
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(images)},
                                "model": {"encoder": "ridge"}})
-    train_run(cfg, out, progress=False, cache_dir=cache)
+    train_run(cfg, out, cache_dir=cache)
     import mindsight.run as run_mod
 
     class Fake:  # features of the test images from another (768-d) model
@@ -99,7 +99,7 @@ def test_embedding_size_mismatch_between_checkpoint_and_features(release, tmp_pa
     run_mod.level_tables = lambda *a, **k: [Fake()]
     try:
         with pytest.raises(MindsightError, match="embedding size mismatch.*1280-d.*768-d"):
-            evaluate_run(out, progress=False, cache_dir=cache)
+            evaluate_run(out, cache_dir=cache)
     finally:
         run_mod.level_tables = orig
 
@@ -111,10 +111,10 @@ def test_leave_one_subject_out_trains_fresh_models_without_the_test_subject(rele
                                      "val_fraction": 0.2},
         "model": {"encoder": "atm", "params": {"d_model": 32, "n_heads": 2, "d_ff": 32}},
         "train": {"epochs": 2, "batch_size": 16}})
-    out = train_run(cfg, tmp_path / "loso", progress=False, cache_dir=cache)
+    out = train_run(cfg, tmp_path / "loso", cache_dir=cache)
     f1 = json.loads((out / "folds" / "sub-01_seed-0" / "fold.json").read_text())
     assert f1["train_subjects"] == [2] and f1["test_subject"] == 1
-    m = evaluate_run(out, progress=False, cache_dir=cache, single_trial=False)
+    m = evaluate_run(out, cache_dir=cache, single_trial=False)
     assert set(m["per_subject"]) == {"1", "2"} and m["ci95"]["over"] == "subjects"
     assert m["protocol"]["protocol"] == "loso"
 
@@ -126,11 +126,11 @@ def test_pooled_protocol_trains_one_model_on_all_subjects_and_tests_each(release
                                        "val_fraction": 0.2},
         "model": {"encoder": "atm", "params": {"d_model": 32, "n_heads": 2, "d_ff": 32}},
         "train": {"epochs": 1, "batch_size": 16}})
-    out = train_run(cfg, tmp_path / "pooled", progress=False, cache_dir=cache)
+    out = train_run(cfg, tmp_path / "pooled", cache_dir=cache)
     assert sorted(p.name for p in (out / "folds").iterdir()) == ["pooled_seed-0"]
     info = json.loads((out / "folds" / "pooled_seed-0" / "fold.json").read_text())
     assert info["train_subjects"] == [1, 2]
-    m = evaluate_run(out, progress=False, cache_dir=cache, single_trial=False)
+    m = evaluate_run(out, cache_dir=cache, single_trial=False)
     assert set(m["per_subject"]) == {"1", "2"} and m["protocol"]["protocol"] == "pooled"
     for s in (1, 2):
         assert (out / "folds" / "pooled_seed-0" / f"test_embeddings_sub-0{s}_seed-0.safetensors").is_file()
@@ -147,4 +147,4 @@ def test_overlapping_train_and_test_concepts_are_refused(release, tmp_path):
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(imgs)},
                                "model": {"encoder": "ridge"}})
     with pytest.raises(LeakageError, match="both the training and the test images"):
-        train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+        train_run(cfg, tmp_path / "run", cache_dir=cache)

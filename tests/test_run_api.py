@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     cfg = RunConfig.from_dict({"data": {"eeg": str(eeg), "images": str(images), "subjects": [1],
                                         "val_fraction": 0.2},
                                "model": {"encoder": "ridge"}, "train": {"seeds": [0, 1]}})
-    out = train_run(cfg, tmp_path_factory.mktemp("runs") / "ridge", progress=False, cache_dir=cache)
+    out = train_run(cfg, tmp_path_factory.mktemp("runs") / "ridge", cache_dir=cache)
     return out, cache
 
 

@@ -33,7 +33,7 @@ SIZES = {"low": 8, "mid": 8, "high": 16, "semantic": 16}
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
     cache = tmp_path_factory.mktemp("sim-cache")
-    meta = simulate(root, preset("tiny"), progress=False, cache_dir=cache)
+    meta = simulate(root, preset("tiny"), cache_dir=cache)
     return root, meta, cache
 
 
@@ -67,9 +67,9 @@ def test_a_simulation_from_before_the_front_end_is_reused_without_it(tiny, tmp_p
     meta = json.loads((tiny[0] / "simulation.json").read_text())
     old = {k: v for k, v in meta["config"].items() if k not in ("front_end", "acuity_kernels")}
     (tmp_path / "simulation.json").write_text(json.dumps({**meta, "config": old}))
-    assert simulate(tmp_path, preset("tiny", front_end=False), progress=False)["config"] == old
+    assert simulate(tmp_path, preset("tiny", front_end=False))["config"] == old
     with pytest.raises(DataFormatError, match="without the perceptual front-end"):
-        simulate(tmp_path, preset("tiny"), progress=False)
+        simulate(tmp_path, preset("tiny"))
 
 
 def test_raw_release_goes_through_mindsight_preprocess(tiny, tmp_path):
@@ -283,7 +283,7 @@ def test_whitener_inverts_the_kronecker_covariance():
 def test_demo_pipeline_writes_metrics_report_and_figures(tmp_path):
     from mindsight.demo import run_demo
 
-    m = run_demo(tmp_path / "run", tmp_path / "data", epochs=2, progress=False,
+    m = run_demo(tmp_path / "run", tmp_path / "data", epochs=2,
                  cache_dir=tmp_path / "cache", preset_name="tiny")
     out = tmp_path / "run"
     saved = json.loads((out / "metrics.json").read_text())
@@ -329,7 +329,7 @@ def test_temporal_analysis_finds_information_after_onset_only(tiny, tmp_path):
     cfg = RunConfig.from_dict({"data": {"eeg": str(root / "preprocessed_data"), "images": str(root / "images"),
                                         "subjects": [1], "val_fraction": 0.2},
                                "model": {"encoder": "ridge"}, "train": {"seeds": [0]}})
-    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+    train_run(cfg, tmp_path / "run", cache_dir=cache)
     r = analyze_temporal(tmp_path / "run", n_permutations=100, cache_dir=cache)
     saved = json.loads((tmp_path / "run" / "analysis" / "temporal.json").read_text())
     assert saved["mode"].startswith("evaluation only") and {"start", "end", "top1"} <= set(saved["sliding"][0])
@@ -356,11 +356,11 @@ def test_spatial_analysis_finds_the_occipital_region_beats_the_frontal_one(tmp_p
     root, cache = tmp_path / "sim", tmp_path / "cache"
     simulate(root, SimConfig(n_train_concepts=60, exemplars=3, n_test_concepts=30, n_reps_test=10,
                              subjects=[1], image_size=64, layouts=["nice-atm"], dtype="float32",
-                             observer_draws=0), progress=False, cache_dir=cache)
+                             observer_draws=0), cache_dir=cache)
     cfg = RunConfig.from_dict({"data": {"eeg": str(root / "Preprocessed_data_250Hz"),
                                         "images": str(root / "images"), "subjects": [1], "val_fraction": 0.2},
                                "model": {"encoder": "ridge"}, "train": {"seeds": [0]}})
-    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
+    train_run(cfg, tmp_path / "run", cache_dir=cache)
     r = analyze_spatial(tmp_path / "run", mode="retrain", n_permutations=50, cache_dir=cache)
     saved = json.loads((tmp_path / "run" / "analysis" / "spatial.json").read_text())
     assert saved["mode"].startswith("retrained per region (ridge")
@@ -378,7 +378,7 @@ def test_spatial_analysis_finds_the_occipital_region_beats_the_frontal_one(tmp_p
 def meg_tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim-meg")
     cache = tmp_path_factory.mktemp("sim-meg-cache")
-    meta = simulate(root, preset("meg-tiny"), progress=False, cache_dir=cache)
+    meta = simulate(root, preset("meg-tiny"), cache_dir=cache)
     return root, meta, cache
 
 
@@ -439,15 +439,14 @@ def test_brain_module_learns_from_built_in_meg_single_trials(tmp_path):
     root, cache = tmp_path / "sim", tmp_path / "cache"
     simulate(root, SimConfig(n_train_concepts=120, exemplars=3, n_test_concepts=20, n_reps_train=1,
                              n_reps_test=6, subjects=[1], image_size=64, modality="meg",
-                             layouts=["meg-atm"], dtype="float32", noise=0.3, observer_draws=0),
-             progress=False, cache_dir=cache)
+                             layouts=["meg-atm"], dtype="float32", noise=0.3, observer_draws=0), cache_dir=cache)
     cfg = RunConfig.from_dict({
         "data": {"eeg": str(root / "THINGS-MEG-atm"), "images": str(root / "images"), "subjects": [1],
                  "val_fraction": 0.2, "train_trials": "single", "tmax": 0.6},
         "model": {"encoder": "brainmodule",
                   "params": {"hidden": 32, "depth": 2, "features": 64, "n_virtual_channels": 64}},
         "train": {"epochs": 20, "batch_size": 32, "lr": 1e-3, "text_weight": 0.0, "clip_weight": 0.75}})
-    train_run(cfg, tmp_path / "run", progress=False, cache_dir=cache)
-    m = evaluate_run(tmp_path / "run", cache_dir=cache, progress=False, single_trial=False)
+    train_run(cfg, tmp_path / "run", cache_dir=cache)
+    m = evaluate_run(tmp_path / "run", cache_dir=cache, single_trial=False)
     assert m["n_way"] == 20 and m["protocol"]["dataset"] == "THINGS-MEG"
     assert m["top1"] >= 4 * m["chance_top1"], m["top1"]

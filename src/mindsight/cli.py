@@ -27,7 +27,7 @@ from typer.core import TyperGroup
 
 from mindsight.config import PROTOCOLS, TEST_SETS, TRIAL_MODES
 from mindsight.errors import MindsightError
-from mindsight.output import logger, progress_enabled, progress_scope, set_progress
+from mindsight.output import logger, progress_scope, set_progress
 from mindsight.preprocess.pipeline import VARIANTS
 from mindsight.simulate.dataset import DIFFICULTY, PRESETS
 
@@ -238,8 +238,7 @@ def embed(
     for part in ("train", "test"):
         p = image_set[part]
         for v in views:
-            t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v,
-                               progress=progress_enabled())
+            t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v)
             rows.append({"partition": part, "modality": "image", "model": f"{image_model}@{v}",
                          "shape": t.features.shape, "file": cache_path(image_model, "image", t.fingerprint, cache_dir, v)})
         tt = text_features(p.concept_names, text_model, template or DEFAULT_TEMPLATE, cache_dir=cache_dir, device=device)
@@ -364,7 +363,7 @@ def train(
     }
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = cfg.override(overrides + list(set_ or []))
-    train_run(cfg, out, resume=resume, progress=progress_enabled(), cache_dir=cache_dir)
+    train_run(cfg, out, resume=resume, cache_dir=cache_dir)
     console.print(f"trained {cfg.model.encoder} ({cfg.protocol}, subjects {cfg.data.subjects}, "
                   f"seeds {cfg.train.seeds}) → {out}\nnext: mindsight evaluate {out}")
 
@@ -414,8 +413,7 @@ def simulate(
     cfg = make_preset(preset.value, difficulty.value, subjects=subject, seed=seed, front_end=front_end)
     if raw is not None:
         cfg.layouts = sorted(set(cfg.layouts) | {"raw"}) if raw else [x for x in cfg.layouts if x != "raw"]
-    meta = run_simulation(out, cfg, device=resolve_device(device.value), progress=progress_enabled(),
-                          cache_dir=cache_dir)
+    meta = run_simulation(out, cfg, device=resolve_device(device.value), cache_dir=cache_dir)
     console.print(f"simulated {len(cfg.subjects)} subject(s) → {out}: {meta['n_way']}-way ideal-observer "
                   f"ceiling top-1 {100 * meta['ceiling_top1']:.1f} %, top-5 {100 * meta['ceiling_top5']:.1f} %")
     eeg, images = ((f"{out}/EEG-ImageNet/EEG-ImageNet.pth", f"{out}/imagenet") if "eeg-imagenet" in cfg.layouts
@@ -598,7 +596,7 @@ def evaluate_reconstruction(
     from mindsight.evaluate.reconstruction import evaluate_folders, summary_rows
 
     m = evaluate_folders(seen, generated, out=out, device=device.value, metrics=metric or None,
-                         batch_size=batch_size, progress=progress_enabled())
+                         batch_size=batch_size)
     console.print(_table(summary_rows(m), ["metric", "value", "better", "chance", "weights / reason"],
                          title=f"reconstruction metrics ({m['n_images']} image pairs)"))
     console.print(f"metrics → {m['out']}")

@@ -54,33 +54,30 @@ def method_config(cfg: RunConfig, name: str = DEMO_METHOD, overrides: list[str] 
 
 
 def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", *,
-             epochs: int | None = None, progress: bool = True, cache_dir: Any = None,
+             epochs: int | None = None, cache_dir: Any = None,
              preset_name: str = "demo", reconstruct: bool = True,
              reconstruct_config: Any = None) -> dict[str, Any]:
     """Simulate, train, evaluate and reconstruct (see the module docstring); returns the
-    metrics written to ``out/metrics.json``. Bars are shown when ``progress`` and the global
-    switch (:func:`mindsight.output.set_progress`) allow."""
+    metrics written to ``out/metrics.json``. Progress bars follow the global switch
+    (:func:`mindsight.output.set_progress`)."""
     from mindsight.evaluate import evaluate_run
-    from mindsight.output import progress_enabled
     from mindsight.simulate import preset, simulate
     from mindsight.train import train_run
 
-    progress = progress and progress_enabled()
     out, data = Path(out), Path(data)
-    sim = simulate(data, preset(preset_name), progress=progress, cache_dir=cache_dir)
+    sim = simulate(data, preset(preset_name), cache_dir=cache_dir)
     cfg = RunConfig.from_dict(DEMO_CONFIG)
     cfg.data.eeg, cfg.data.images = str(data / "Preprocessed_data_250Hz"), str(data / "images")
     if epochs is not None:
         cfg.train.epochs = epochs
-    train_run(cfg, out, resume=True, progress=progress, cache_dir=cache_dir)
+    train_run(cfg, out, resume=True, cache_dir=cache_dir)
     ridge_cfg = cfg.override(["model.encoder=ridge"])
-    train_run(ridge_cfg, out / "baseline-ridge", resume=True, progress=progress, cache_dir=cache_dir)
-    ridge = evaluate_run(out / "baseline-ridge", progress=progress, cache_dir=cache_dir, single_trial=False)
+    train_run(ridge_cfg, out / "baseline-ridge", resume=True, cache_dir=cache_dir)
+    ridge = evaluate_run(out / "baseline-ridge", cache_dir=cache_dir, single_trial=False)
     method_cfg = method_config(cfg, epochs=epochs)
-    train_run(method_cfg, out / f"method-{DEMO_METHOD}", resume=True, progress=progress, cache_dir=cache_dir)
-    method = evaluate_run(out / f"method-{DEMO_METHOD}", progress=progress, cache_dir=cache_dir,
-                          single_trial=False)
-    m = evaluate_run(out, progress=progress, cache_dir=cache_dir)
+    train_run(method_cfg, out / f"method-{DEMO_METHOD}", resume=True, cache_dir=cache_dir)
+    method = evaluate_run(out / f"method-{DEMO_METHOD}", cache_dir=cache_dir, single_trial=False)
+    m = evaluate_run(out, cache_dir=cache_dir)
     m["ceiling_top1"], m["ceiling_top5"] = sim["ceiling_top1"], sim["ceiling_top5"]
     m["baselines"] = {"ridge": {"top1": ridge["top1"], "top5": ridge["top5"],
                                 "median_rank": ridge["median_rank"]}}
@@ -96,8 +93,7 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "data/sim-demo", 
     if reconstruct:
         from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
 
-        rec = reconstruct_run(out, reconstruct_config or ReconstructConfig(), progress=progress,
-                              cache_dir=cache_dir)
+        rec = reconstruct_run(out, reconstruct_config or ReconstructConfig(), cache_dir=cache_dir)
     write_report(out, m, sim, cache_dir, rec)
     return m
 

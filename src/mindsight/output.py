@@ -88,8 +88,10 @@ def enable_console(level: int = logging.INFO) -> None:
 
 @contextmanager
 def progress_scope(enabled: bool) -> Iterator[None]:
-    """Inside the block, bars are shown only if ``enabled`` and :func:`progress_enabled` (the
-    ``progress=`` arguments some functions still take); the setting is restored afterwards."""
+    """A block whose changes to the switch do not outlive it: inside, bars are off unless
+    ``enabled`` (then as before), and :func:`set_progress` may change them; the setting in
+    force before comes back afterwards. The command line runs each command in one (``--quiet``
+    is ``enabled=False``), so a command's ``--no-progress`` ends with the command."""
     global _progress_setting
     before = _progress_setting
     if not enabled:

@@ -30,7 +30,6 @@ from mindsight.embed.features import FeatureTable, level_tables
 from mindsight.errors import MissingFileError, UnknownNameError
 from mindsight.io.datasets import read_images
 from mindsight.io.images import ImageSet
-from mindsight.output import progress_enabled
 from mindsight.recording import Recording
 from mindsight.train.checkpoint import load_tensors
 from mindsight.train.model import AlignmentModel, ModelSpec
@@ -150,7 +149,7 @@ class Run:
         key = (partition, levels)
         if key not in self._features:
             self._features[key] = level_tables(self.images[partition], levels, cache_dir=self.cache_dir,
-                                               device=self.device, progress=progress_enabled())
+                                               device=self.device)
         return self._features[key]
 
     def image_targets(self, fold: Fold, partition: str = "test") -> torch.Tensor:
@@ -163,12 +162,11 @@ class Run:
 
     def recording(self, subject: int, partition: str) -> Recording:
         """One subject's ``partition`` with the configured channels and time window."""
-        return load_partition(self.config, subject, partition, self.images, self.cache_dir,
-                              progress_enabled())
+        return load_partition(self.config, subject, partition, self.images, self.cache_dir)
 
     def training(self, fold: Fold) -> Recording:
         """The training partition of the fold's training subjects, concatenated."""
-        return load_training(self.config, fold, self.images, self.cache_dir, progress_enabled())
+        return load_training(self.config, fold, self.images, self.cache_dir)
 
     @property
     def components(self) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.run import repetition_steps
 from mindsight.evaluate.stats import mean_ci
-from mindsight.output import progress_scope
 from mindsight.recording import Recording
 from mindsight.run import Run
 from mindsight.train.data import trial_tensors
@@ -103,11 +102,10 @@ class Repetitions(Analysis):
 
 
 def analyze_repetitions(run_dir: str | Path, *, draws: int = 10, seed: int = 0, device: str = "cpu",
-                        cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
+                        cache_dir: Any = None) -> dict[str, Any]:
     """The repetition curve of every fold of ``run_dir`` → ``analysis/repetitions.json`` + PNG."""
     options = Repetitions.Options(draws=draws, seed=seed)
-    with progress_scope(progress):
-        return Repetitions().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
+    return Repetitions().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
 
 
 def plot_repetition_curve(result: dict[str, Any], path: Path) -> Path:

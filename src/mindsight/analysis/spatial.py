@@ -28,7 +28,7 @@ from mindsight.analysis.base import ANALYSES, Analysis, Mode, Summary, check_mod
 from mindsight.analysis.common import neutral_input
 from mindsight.analysis.temporal import retrieval_scores
 from mindsight.evaluate.retrieval import similarity
-from mindsight.output import progress_bar, progress_scope
+from mindsight.output import progress_bar
 from mindsight.run import Run
 from mindsight.sensors import regions as channel_regions
 from mindsight.train.data import trial_tensors
@@ -133,13 +133,12 @@ class Spatial(Analysis):
 
 def analyze_spatial(run_dir: str | Path, *, mode: str = "mask", n_permutations: int = 200,
                     encoder: str | None = None, epochs: int | None = None, seed: int = 0,
-                    device: str = "cpu", cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
+                    device: str = "cpu", cache_dir: Any = None) -> dict[str, Any]:
     """Per-region retrieval and channel importance for the run's first fold →
     ``analysis/spatial.json`` + PNG. ``encoder``/``epochs`` override the run's for ``retrain``."""
     options = Spatial.Options(mode=mode, permutations=n_permutations, encoder=encoder, epochs=epochs,
                               seed=seed)
-    with progress_scope(progress):
-        return Spatial().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
+    return Spatial().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
 
 
 def plot_spatial(result: dict[str, Any], ch_names: tuple[str, ...], sfreq: float, path: Path) -> Path:

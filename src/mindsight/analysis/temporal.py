@@ -25,7 +25,7 @@ import torch
 from mindsight.analysis.base import ANALYSES, Analysis, Mode, Summary, check_mode, mode_option
 from mindsight.errors import DataFormatError
 from mindsight.evaluate.retrieval import ranks, similarity, topk
-from mindsight.output import progress_bar, progress_scope
+from mindsight.output import progress_bar
 from mindsight.run import Run
 from mindsight.train.data import trial_tensors
 
@@ -158,15 +158,14 @@ class Temporal(Analysis):
 def analyze_temporal(run_dir: str | Path, *, mode: str = "mask", length: float = 0.1, stride: float = 0.025,
                      tmin: float | None = None, tmax: float | None = None, n_permutations: int = 200,
                      encoder: str | None = None, epochs: int | None = None, seed: int = 0,
-                     device: str = "cpu", cache_dir: Any = None, progress: bool = False) -> dict[str, Any]:
+                     device: str = "cpu", cache_dir: Any = None) -> dict[str, Any]:
     """Sliding and growing windows for the run's first fold → ``analysis/temporal.json`` + PNG.
 
     ``encoder`` and ``epochs`` override the run's settings for ``retrain`` (e.g. ``ridge`` is
     fast and accepts any window length)."""
     options = Temporal.Options(mode=mode, length=length, stride=stride, tmin=tmin, tmax=tmax,
                                permutations=n_permutations, encoder=encoder, epochs=epochs, seed=seed)
-    with progress_scope(progress):
-        return Temporal().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
+    return Temporal().run(Run.open(run_dir, device=device, cache_dir=cache_dir), options)
 
 
 def plot_temporal(result: dict[str, Any], path: Path) -> Path:

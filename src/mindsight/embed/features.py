@@ -42,6 +42,7 @@ from mindsight.embed.views import ImageView, canonical, expand_views, get_view
 from mindsight.errors import DataFormatError, MissingFileError, WeightsUnavailableError
 from mindsight.io.cache import default_cache_dir
 from mindsight.io.images import ImagePartition
+from mindsight.output import progress_bar
 
 CHECKPOINT_SECONDS = 30.0
 
@@ -148,7 +149,6 @@ def image_features(
     cache_dir: str | os.PathLike | None = None,
     device: str = "cpu",
     batch_size: int | None = None,
-    progress: bool = True,
     embedder: ImageEmbedder | None = None,
     view: str = "sharp",
 ) -> FeatureTable:
@@ -172,7 +172,7 @@ def image_features(
                     f"them: `mindsight import-features FILE --images DIR --view {view}`"
                 ) from None
             raise
-    feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size, progress,
+    feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size,
                                desc=f"{model} {view + ' ' if view != 'sharp' else ''}{partition.name} images",
                                view=get_view(view))
     table = store_image_features(partition, model, feats, cache_dir, view=view)
@@ -187,14 +187,12 @@ def level_names(image_model: str, views: Sequence[str], extra_models: Sequence[s
 
 
 def level_tables(partition: ImagePartition, levels: Sequence[str], *,
-                 cache_dir: str | os.PathLike | None = None, device: str = "cpu",
-                 progress: bool = True) -> list[FeatureTable]:
+                 cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[FeatureTable]:
     """The feature table of each ``model@view`` level of ``partition`` (cached per level)."""
     out = []
     for level in levels:
         model, _, view = level.partition("@")
-        out.append(image_features(partition, model, cache_dir=cache_dir, device=device,
-                                  progress=progress, view=view or "sharp"))
+        out.append(image_features(partition, model, cache_dir=cache_dir, device=device, view=view or "sharp"))
     return out
 
 
@@ -278,10 +276,8 @@ def _clear_partial(path: Path) -> None:
 
 def _extract_resumable(
     embedder: ImageEmbedder, paths: Sequence[Path], target: Path, fingerprint: str,
-    batch_size: int | None, progress: bool, desc: str, view: ImageView | None = None,
+    batch_size: int | None, desc: str, view: ImageView | None = None,
 ) -> np.ndarray:
-    from tqdm.auto import tqdm
-
     def load(batch: Sequence[Path]) -> Any:
         if view is None or view.is_identity:
             return embedder.load_batch(batch)
@@ -301,7 +297,7 @@ def _extract_resumable(
         out = np.lib.format.open_memmap(data_path, mode="w+", dtype=np.float32, shape=(n, embedder.dim))
     starts = list(range(done, n, bs))
     last_save = time.monotonic()
-    bar = tqdm(total=n, initial=done, desc=desc, unit="img", disable=not progress)
+    bar = progress_bar(total=n, initial=done, desc=desc, unit="img")
     with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while this one runs
         pending = pool.submit(load, paths[starts[0]: starts[0] + bs]) if starts else None
         for i, start in enumerate(starts):

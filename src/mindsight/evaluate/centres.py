@@ -118,12 +118,11 @@ def concept_means(unit: np.ndarray, concept: np.ndarray, n_concepts: int,
 
 
 def centre_features(things_dir: str | os.PathLike, test: ImagePartition, model: str, *,
-                    cache_dir: Any = None, device: str = "cpu", progress: bool = True,
-                    renormalise: bool = False) -> Centres:
+                    cache_dir: Any = None, device: str = "cpu", renormalise: bool = False) -> Centres:
     """NICE's centres of the test concepts of ``test`` under image model ``model``, from the
     THINGS images in ``things_dir`` (features cached like any image set's)."""
     listing, excluded = centre_images(things_dir, test)
-    table = image_features(listing, model, cache_dir=cache_dir, device=device, progress=progress)
+    table = image_features(listing, model, cache_dir=cache_dir, device=device)
     feats = concept_means(table.normalized(), listing.concept, listing.n_concepts, renormalise)
     return Centres(features=feats, concept_folders=listing.concept_folders,
                    image_concept=np.asarray(test.concept, dtype=np.int64), n_images=len(listing),

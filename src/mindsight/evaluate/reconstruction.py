@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from mindsight._atomic import write_json
 from mindsight.errors import DataFormatError, MissingFileError, WeightsUnavailableError
+from mindsight.output import progress_bar
 
 SIZE = 256  # every image is resized to this first
 PIXEL_SIZE = 425  # PixCorr and SSIM resolution
@@ -576,14 +577,13 @@ def _as_backbone(name: str, extractor: Any, device: str) -> Backbone:
 
 
 def extract_features(backbone: Backbone, images: torch.Tensor, batch_size: int = 32,
-                     progress: bool = False, desc: str = "") -> dict[str, torch.Tensor]:
-    """``{feature: (n, d) float32 CPU tensor}`` of (n, 3, 256, 256) images, batch by batch."""
-    from tqdm.auto import tqdm
-
+                     desc: str = "") -> dict[str, torch.Tensor]:
+    """``{feature: (n, d) float32 CPU tensor}`` of (n, 3, 256, 256) images, batch by batch
+    (a bar that disappears when done: several backbones and image sets are scored in a row)."""
     parts: dict[str, list[torch.Tensor]] = {}
     starts = range(0, len(images), batch_size)
     with torch.inference_mode():
-        for s in tqdm(starts, desc=desc or backbone.name, unit="batch", disable=not progress):
+        for s in progress_bar(starts, desc=desc or backbone.name, unit="batch", leave=False):
             out = backbone.extract(images[s : s + batch_size].to(backbone.device))
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.float().flatten(1).cpu())
@@ -609,7 +609,7 @@ def _prepare(x: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
 def reconstruction_metrics(
     seen: torch.Tensor, generated: torch.Tensor, *, device: str = "cpu",
     random_weights: bool = False, backbones: Mapping[str, Any] | None = None,
-    metrics: Sequence[str] | None = None, batch_size: int = 32, progress: bool = False,
+    metrics: Sequence[str] | None = None, batch_size: int = 32,
     seen_features: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> dict:
     """All reconstruction metrics of ``generated[i]`` against ``seen[i]``, both (n, 3, H, W)
@@ -671,10 +671,10 @@ def reconstruction_metrics(
         if seen_features is not None and bname in seen_features:
             fs = seen_features[bname]
         else:
-            fs = extract_features(bb, seen, batch_size, progress, f"{bname} (seen)")
+            fs = extract_features(bb, seen, batch_size, f"{bname} (seen)")
             if seen_features is not None:
                 seen_features[bname] = fs
-        fg = extract_features(bb, generated, batch_size, progress, f"{bname} (generated)")
+        fg = extract_features(bb, generated, batch_size, f"{bname} (generated)")
         for m in needed:
             if m in TWO_WAY:
                 if n < 2:
@@ -709,7 +709,7 @@ def evaluate_folders(
     seen_dir: str | os.PathLike, generated_dir: str | os.PathLike, *,
     out: str | os.PathLike | None = None, device: str = "cpu", random_weights: bool = False,
     backbones: Mapping[str, Any] | None = None, metrics: Sequence[str] | None = None,
-    batch_size: int = 32, progress: bool = False,
+    batch_size: int = 32,
 ) -> dict:
     """Score the images of ``generated_dir`` against the same-named ones in ``seen_dir`` and write
     the metrics as JSON (atomically) to ``out`` [``<generated_dir>/reconstruction_metrics.json``].
@@ -724,8 +724,7 @@ def evaluate_folders(
     gen, gen_sizes = _load([g for _, g in pairs])
     check_aspect_ratios(pairs, seen_sizes, gen_sizes)
     result = reconstruction_metrics(seen, gen, device=device, random_weights=random_weights,
-                                    backbones=backbones, metrics=metrics, batch_size=batch_size,
-                                    progress=progress)
+                                    backbones=backbones, metrics=metrics, batch_size=batch_size)
     result["resized_pairs"] = sum(a != b for a, b in zip(seen_sizes, gen_sizes, strict=True))
     result["seen_dir"], result["generated_dir"] = str(seen_dir), str(generated_dir)
     out = Path(generated_dir) / DEFAULT_OUTPUT if out is None else Path(out)

@@ -24,7 +24,7 @@ from mindsight.errors import DataFormatError
 from mindsight.evaluate.centres import Centres, centre_features, centre_metrics
 from mindsight.evaluate.retrieval import retrieval_metrics
 from mindsight.evaluate.stats import mean_ci
-from mindsight.output import logger, progress_enabled, progress_scope
+from mindsight.output import logger
 from mindsight.recording import Recording
 from mindsight.run import Run, load_model
 from mindsight.train.checkpoint import save_tensors
@@ -112,23 +112,21 @@ def _mean_tree(items: list[Any]) -> Any:
 
 
 def evaluate_run(run_dir: str | Path | Run, *, device: str = "auto", cache_dir: Any = None,
-                 progress: bool = True, single_trial: bool = True, n_draws: int = 100,
+                 single_trial: bool = True, n_draws: int = 100,
                  centres: str | Path | None = None) -> dict[str, Any]:
     """Evaluate every fold of ``run_dir`` and write ``metrics.json`` (returned as a dict).
     ``centres``: a THINGS image folder; adds NICE's centre evaluation (``evaluate.centres``).
     An open :class:`~mindsight.run.Run` may be given instead of a folder (its device and cache
     are used)."""
-    with progress_scope(progress):
-        run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
-        return _evaluate(run, single_trial=single_trial, n_draws=n_draws, centres=centres)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
+    return _evaluate(run, single_trial=single_trial, n_draws=n_draws, centres=centres)
 
 
 def _evaluate(run: Run, *, single_trial: bool, n_draws: int, centres: str | Path | None) -> dict[str, Any]:
     cfg, device, info, images = run.config, run.device, run.info, run.images
     image_model = cfg.model.image_model
     centre_set = None if centres is None else centre_features(
-        centres, images["test"], image_model, cache_dir=run.cache_dir, device=device,
-        progress=progress_enabled())
+        centres, images["test"], image_model, cache_dir=run.cache_dir, device=device)
     text_cache: dict[str, tuple[torch.Tensor | None, str | None]] = {}
     fold_results = []
     for fold in run.folds:

@@ -21,7 +21,7 @@ from torch import nn
 
 from mindsight.errors import DataFormatError
 from mindsight.generate.schedule import CosineSchedule, timestep_embedding
-from mindsight.output import progress_bar, progress_scope
+from mindsight.output import progress_bar
 from mindsight.train.checkpoint import load_tensors, save_tensors
 
 
@@ -128,7 +128,7 @@ class DiffusionPrior:
         return F.mse_loss(v, self.schedule.v_target(x, noise, t))
 
     def fit(self, cond: torch.Tensor, target: torch.Tensor, val_cond: torch.Tensor,
-            val_target: torch.Tensor, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+            val_target: torch.Tensor, *, seed: int = 0) -> dict[str, Any]:
         """Train on (cond → target) pairs; keep the epoch with the lowest validation loss
         (a fixed set of noises and times, so epochs are compared on the same draws)."""
         if len(cond) != len(target) or len(val_cond) != len(val_target):
@@ -148,8 +148,7 @@ class DiffusionPrior:
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
         best, best_state, stale = float("inf"), None, 0
-        with progress_scope(progress):  # shown when asked for and progress bars are on
-            bar = progress_bar(range(cfg.epochs), desc="diffusion prior", unit="epoch")
+        bar = progress_bar(range(cfg.epochs), desc="diffusion prior", unit="epoch")
         for epoch in bar:
             self.net.train()
             order = torch.randperm(len(x)).to(self.device)

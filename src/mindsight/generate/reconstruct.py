@@ -33,7 +33,7 @@ from mindsight.generate.base import Generator, load_generator
 from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
 from mindsight.generate.prior import DiffusionPrior, PriorConfig
-from mindsight.output import logger, progress_enabled, progress_scope
+from mindsight.output import logger
 from mindsight.run import Run
 
 PRIOR_VERSION = 2  # bump when the prior's fitting changes, so cached priors are refitted
@@ -85,21 +85,20 @@ def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
 
 
 def reconstruct_run(run_dir: str | Path | Run, rc: ReconstructConfig | None = None, *,
-                    out: str | Path | None = None, device: str = "cpu", progress: bool = True,
+                    out: str | Path | None = None, device: str = "cpu",
                     cache_dir: Any = None, score: bool = True) -> dict[str, Any]:
     """Fit stage I and the low-level pathway on the fold's training data, reconstruct its test
     images, score them (with the upper bound and chance), write the outputs; return the JSON.
     An open :class:`~mindsight.run.Run` may be given instead of a folder (its device and cache
     are used)."""
-    with progress_scope(progress):
-        run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
-        return _reconstruct(run, rc or ReconstructConfig(), out, score)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, device=device, cache_dir=cache_dir)
+    return _reconstruct(run, rc or ReconstructConfig(), out, score)
 
 
 def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score: bool) -> dict[str, Any]:
     from mindsight.train.data import trial_tensors
 
-    run_dir, cfg, device, progress = run.path, run.config, run.device, progress_enabled()
+    run_dir, cfg, device = run.path, run.config, run.device
     fold = run.fold(rc.fold)
     fold_dir, _ = run.trained(fold)
     gen = load_generator(rc.generator, device=device, **rc.generator_options)
@@ -151,7 +150,7 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
             va_emb, _ = model.embed(val_t.x, val_t.subject, head=head)
             prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
             prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
-                                   seed=rc.seed, progress=progress)
+                                   seed=rc.seed)
             prior.save(path, {"info": prior_info})
         timings["prior_fit_s"] = time.perf_counter() - t0
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mindsight.errors import ConfigError
 from mindsight.generate.networks import BuiltinConfig, ConvAutoencoder, LatentUNet
 from mindsight.generate.schedule import CosineSchedule
-from mindsight.output import logger, progress_bar, progress_scope
+from mindsight.output import logger, progress_bar
 from mindsight.train.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -66,8 +66,8 @@ class GeneratorTrainConfig:
         return cls(**raw)
 
 
-def build_training_set(work: Path, cfg: GeneratorTrainConfig, device: str = "cpu",
-                       progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def build_training_set(work: Path, cfg: GeneratorTrainConfig,
+                       device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(images uint8 (n, 3, s, s), embeddings (n, d), concept names); cached in ``work``."""
     from PIL import Image
 
@@ -88,8 +88,7 @@ def build_training_set(work: Path, cfg: GeneratorTrainConfig, device: str = "cpu
     jobs = [(c, e) for c in concepts for e in range(cfg.exemplars)]
     images, embeddings, names = [], [], []
     size = cfg.model.image_size
-    with progress_scope(progress):
-        bar = progress_bar(total=len(jobs), desc="rendering + embedding stimuli", unit="img")
+    bar = progress_bar(total=len(jobs), desc="rendering + embedding stimuli", unit="img")
     for start in range(0, len(jobs), 64):
         batch = [render(c, e, cfg.render_size, cfg.seed) for c, e in jobs[start : start + 64]]
         embeddings.append(torch.from_numpy(np.asarray(embedder.embed_images(batch), dtype=np.float32)))
@@ -110,13 +109,13 @@ def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
 
 
 def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, device: str = "cpu",
-                  progress: bool = True, resume: bool = True) -> Path:
+                  resume: bool = True) -> Path:
     """Train (or resume) the built-in generator in ``work``; returns ``work/builtin.safetensors``.
     Resuming is noted through the ``mindsight`` logger."""
     cfg = cfg or GeneratorTrainConfig()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    images, embeddings, names = build_training_set(work, cfg, device, progress)
+    images, embeddings, names = build_training_set(work, cfg, device)
     images, embeddings = images.to(device), embeddings.to(device)
     n = len(images)
     torch.manual_seed(cfg.seed)
@@ -154,8 +153,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
         save_tensors(last, tensors, meta)
 
     total = cfg.ae_steps + cfg.diffusion_steps
-    with progress_scope(progress):
-        bar = progress_bar(total=total, initial=state["step"], desc="training generator", unit="step")
+    bar = progress_bar(total=total, initial=state["step"], desc="training generator", unit="step")
     t0 = time.perf_counter() - state["seconds"]
     while state["step"] < total:
         step = state["step"]

@@ -117,14 +117,14 @@ def load_float32(
     *,
     use_cache: bool = True,
     required: tuple[str, ...] = (),
-    progress: Callable[[int, int], None] | None = None,
+    on_rows: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Return ``(float32 array, other entries)`` for ``key`` of a dict file, or a plain NPY array.
 
     With ``use_cache`` the array is a read-only memmap of a cached float32 copy (made on first use);
     without, it is read into memory as float32. ``other entries`` are the dict's remaining keys
-    (channel names, times, ...) as JSON-compatible values. ``progress(done_rows, total_rows)`` is
-    called during a conversion.
+    (channel names, times, ...) as JSON-compatible values. ``on_rows(done_rows, total_rows)`` is
+    called during a conversion (a progress bar's update, e.g. :func:`mindsight.output.progress_callback`).
     """
     source = Path(source)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -141,7 +141,7 @@ def load_float32(
         raise DataFormatError(f"{source}: {key or 'array'} is empty (shape {array.shape})")
     total = array.shape[0]
 
-    chunks = _reporting(iter_float32_chunks(array, source, key or "array"), total, progress)
+    chunks = _reporting(iter_float32_chunks(array, source, key or "array"), total, on_rows)
     if not use_cache:
         return _gather(array.shape, chunks), extras
 
@@ -164,12 +164,12 @@ def load_float32(
 
 
 def _reporting(chunks: Iterator[tuple[int, np.ndarray]], total: int,
-               progress: Callable[[int, int], None] | None) -> Iterator[tuple[int, np.ndarray]]:
-    """``chunks`` as they are, calling ``progress(done_rows, total)`` after each."""
+               on_rows: Callable[[int, int], None] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """``chunks`` as they are, calling ``on_rows(done_rows, total)`` after each."""
     for start, chunk in chunks:
         yield start, chunk
-        if progress:
-            progress(start + len(chunk), total)
+        if on_rows:
+            on_rows(start + len(chunk), total)
 
 
 def _gather(shape: tuple[int, ...], chunks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -275,7 +275,7 @@ def load_float32_rows(
     *,
     use_cache: bool = True,
     extras: dict[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    on_rows: Callable[[int, int], None] | None = None,
     chunk_bytes: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A float32 array of ``shape`` read by ``read_rows(start, stop)``, cached like :func:`load_float32`.
@@ -284,7 +284,8 @@ def load_float32_rows(
     rows ``start:stop`` in any float dtype and is only called when the cache misses, one chunk
     of about ``chunk_bytes`` (float64) at a time, so memory use is one chunk. ``key`` names what
     is read (e.g. the trials selected), so different selections of one file are cached apart.
-    ``extras`` are stored with the array and returned on later hits.
+    ``extras`` are stored with the array and returned on later hits; ``on_rows`` as for
+    :func:`load_float32`.
     """
     if use_cache and (hit := lookup_float32(sources, key, cache_dir)) is not None:
         return hit
@@ -312,9 +313,9 @@ def load_float32_rows(
 
     extras = {k: _jsonable(v) for k, v in (extras or {}).items()}
     if not use_cache:
-        return _gather(shape, _reporting(chunks(), total, progress)), extras
+        return _gather(shape, _reporting(chunks(), total, on_rows)), extras
     entry.mkdir(parents=True, exist_ok=True)
-    _write_npy(entry / "data.npy", shape, _reporting(chunks(), total, progress))
+    _write_npy(entry / "data.npy", shape, _reporting(chunks(), total, on_rows))
     write_json(meta_path, {"ident": ident, "data": "data.npy", "shape": list(shape), "extras": extras})
     return read_npy(entry / "data.npy"), extras
 

@@ -96,8 +96,7 @@ class Dataset(Contract, abc.ABC):
 
     @abstractmethod
     def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
-             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
-             progress: bool = False) -> Recording:
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
         """One subject's ``train`` or ``test`` partition; ``Trials.image`` indexes the images of
         :meth:`images`' partition."""
 
@@ -281,7 +280,6 @@ def read_recording(
     *,
     test_set: str = DEFAULT_TEST_SET,
     cache_dir: str | os.PathLike | None = None,
-    progress: bool = False,
 ) -> Recording:
     """One subject's ``train`` or ``test`` partition from whatever dataset ``root`` holds.
 
@@ -292,7 +290,7 @@ def read_recording(
     root = Path(root)
     dataset = dataset_for(root, test_set)
     return dataset.read(root, subject, partition, images, test_set=dataset.resolve_test_set(test_set),
-                        cache_dir=cache_dir, progress=progress)
+                        cache_dir=cache_dir)
 
 
 def read_images(

@@ -436,8 +436,7 @@ def _description(index: Index, subject: int, partition: str, test_set: str,
 
 def read_eeg_imagenet(root: str | os.PathLike, subject: int, partition: str = "train",
                       images: ImageSet | None = None, *, test_set: str = "zero-shot",
-                      cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                      progress: bool = False) -> Recording:
+                      cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> Recording:
     """One subject's ``train`` or ``test`` partition of ``test_set`` (subjects from 1).
 
     ``Trials.image`` indexes the partition of :func:`eeg_imagenet_image_set`; with ``images``
@@ -463,9 +462,9 @@ def read_eeg_imagenet(root: str | os.PathLike, subject: int, partition: str = "t
         return np.stack(out)
 
     digest = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()[:16]
-    bar = progress_callback(f"caching EEG-ImageNet sub-{subject:02d} {partition}", "trial") if progress else None
+    bar = progress_callback(f"caching EEG-ImageNet sub-{subject:02d} {partition}", "trial")
     data, _ = load_float32_rows(list(index.files), f"eeg-imagenet-{digest}", (len(rows), *index.shape),
-                                read_rows, cache_dir, use_cache=use_cache, progress=bar)
+                                read_rows, cache_dir, use_cache=use_cache, on_rows=bar)
     return Recording(
         data=data, ch_names=tuple(CH_NAMES_62), sfreq=SFREQ, times=index.times(),
         trials=Trials.build(image, concept, subject, repetition=occurrence_rank(image)),
@@ -552,10 +551,9 @@ class EEGImageNet(Dataset):
         return read_index(root).subjects
 
     def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
-             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
-             progress: bool = False) -> Recording:
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
         return read_eeg_imagenet(root, subject, partition, images, test_set=self.resolve_test_set(test_set, root),
-                                 cache_dir=cache_dir, progress=progress)
+                                 cache_dir=cache_dir)
 
     def header(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
                test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:

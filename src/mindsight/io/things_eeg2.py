@@ -189,7 +189,6 @@ def read_things_eeg2(
     *,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-    progress: bool = False,
 ) -> Recording:
     """Read one subject's preprocessed THINGS-EEG2 partition (``train`` or ``test``).
 
@@ -205,7 +204,7 @@ def read_things_eeg2(
     found = _locate(root, subject, partition)
     if images is not None and not isinstance(images, ImageSet):
         images = read_image_set(images)
-    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond") if progress else None
+    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond")
     if found.layout == "things-eeg2-dataset":
         data, ch_names, times, image, repetition, session = _read_package_layout(
             found, cache_dir, use_cache, bar
@@ -214,7 +213,7 @@ def read_things_eeg2(
     else:
         arr, extras = load_float32(
             found.path, EEG_KEY, cache_dir, use_cache=use_cache, required=("ch_names", "times"),
-            progress=bar,
+            on_rows=bar,
         )
         ch_names, times = dict_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
         n_conditions, n_reps, n_chans, n_times = arr.shape
@@ -291,7 +290,7 @@ def package_meta(
 
 def _read_package_layout(found: PreprocessedFile, cache_dir, use_cache: bool, bar):
     package_files(found)
-    arr, _ = load_float32(found.path, None, cache_dir, use_cache=use_cache, progress=bar)
+    arr, _ = load_float32(found.path, None, cache_dir, use_cache=use_cache, on_rows=bar)
     n_ses, n_cond, n_reps, n_chans, n_times = arr.shape
     ch_names, times, conditions = package_meta(found, arr.shape)
     image = np.repeat(conditions.astype(np.int64).ravel() - 1, n_reps)
@@ -422,10 +421,9 @@ class ThingsEEG2(Dataset):
         return find_preprocessed(root, subject)
 
     def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
-             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
-             progress: bool = False) -> Recording:
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
         self.resolve_test_set(test_set, root)
-        return read_things_eeg2(root, subject, partition, images, cache_dir=cache_dir, progress=progress)
+        return read_things_eeg2(root, subject, partition, images, cache_dir=cache_dir)
 
     def header(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
                test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:

@@ -436,7 +436,7 @@ def official_selection(found: MegFile, partition: str, test_set: str, images: Im
 
 
 def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
-                   images: ImageSet | None, cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+                   images: ImageSet | None, cache_dir: Any, use_cache: bool) -> Recording:
     parts = found.parts
     header, sel, epochs_idx, table = official_selection(found, partition, test_set, images,
                                                         cache_dir, use_cache)
@@ -454,10 +454,10 @@ def _read_official(found: MegFile, subject: int, partition: str, test_set: str,
             return opened["epochs"][epochs_idx[start:stop]].get_data(picks=header["picks"])
 
     digest = hashlib.sha1(np.ascontiguousarray(epochs_idx).tobytes()).hexdigest()[:16]
-    bar = progress_callback(f"caching {found.path.name} {partition} (sub-{subject:02d})", "cond") if progress else None
+    bar = progress_callback(f"caching {found.path.name} {partition} (sub-{subject:02d})", "cond")
     data, _ = load_float32_rows(
         parts, f"things-meg-{partition}-{digest}", (len(epochs_idx), len(ch_names), n_times),
-        read_rows, cache_dir, use_cache=use_cache, progress=bar,
+        read_rows, cache_dir, use_cache=use_cache, on_rows=bar,
     )
     times = np.asarray(header["times"], dtype=np.float64)
     trials = Trials.build(sel.image, sel.concept, subject,
@@ -607,7 +607,7 @@ def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tu
                 raise
         else:
             return load_float32(path, _atm_key(content, path), cache_dir, use_cache=use_cache,
-                                required=("ch_names", "times"), progress=bar)
+                                required=("ch_names", "times"), on_rows=bar)
     key = "atm-torch-meg-data"
     hit = lookup_float32([path], key, cache_dir) if use_cache else None
     if hit is not None:
@@ -620,7 +620,7 @@ def _read_atm_array(path: Path, cache_dir: Any, use_cache: bool, bar: Any) -> tu
     extras = {"ch_names": [str(c) for c in content["ch_names"]],
               "times": np.asarray(content["times"], dtype=np.float64).ravel().tolist()}
     return load_float32_rows([path], key, array.shape, lambda a, b: array[a:b], cache_dir,
-                             use_cache=use_cache, extras=extras, progress=bar)
+                             use_cache=use_cache, extras=extras, on_rows=bar)
 
 
 def atm_axes(path: Path, shape: tuple[int, ...], ch_names: Any, times: Any) -> tuple[list[str], np.ndarray]:
@@ -661,10 +661,10 @@ def atm_large_refused(path: Path) -> DataFormatError:
 
 
 def _read_atm(found: MegFile, subject: int, partition: str, images: ImageSet | None,
-              cache_dir: Any, use_cache: bool, progress: bool) -> Recording:
+              cache_dir: Any, use_cache: bool) -> Recording:
     from mindsight.sensors import sensor_positions
 
-    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond") if progress else None
+    bar = progress_callback(f"caching {found.path.name} (sub-{subject:02d})", "cond")
     arr, extras = _read_atm_array(found.path, cache_dir, use_cache, bar)
     ch_names, times = atm_axes(found.path, arr.shape, extras["ch_names"], extras["times"])
     n_c, n_i, n_r, n_ch, n_t = arr.shape
@@ -702,7 +702,6 @@ def read_things_meg(
     test_set: str = "small",
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-    progress: bool = False,
 ) -> Recording:
     """Read one subject's THINGS-MEG partition (``train`` or ``test``) in either layout.
 
@@ -724,8 +723,8 @@ def read_things_meg(
     if found.layout == "atm":
         if test_set == "large":
             raise atm_large_refused(found.path)
-        return _read_atm(found, subject, partition, images, cache_dir, use_cache, progress)
-    return _read_official(found, subject, partition, test_set, images, cache_dir, use_cache, progress)
+        return _read_atm(found, subject, partition, images, cache_dir, use_cache)
+    return _read_official(found, subject, partition, test_set, images, cache_dir, use_cache)
 
 
 def _image_root(images_root: Path, sample: str, concept: str) -> tuple[Path, str]:
@@ -1000,10 +999,8 @@ class ThingsMEG(Dataset):
         return find_things_meg(root, subject)
 
     def read(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
-             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None,
-             progress: bool = False) -> Recording:
-        return read_things_meg(root, subject, partition, images, test_set=test_set,
-                               cache_dir=cache_dir, progress=progress)
+             test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:
+        return read_things_meg(root, subject, partition, images, test_set=test_set, cache_dir=cache_dir)
 
     def header(self, root: Path, subject: int, partition: str, images: ImageSet | None = None, *,
                test_set: str = DEFAULT_TEST_SET, cache_dir: str | os.PathLike | None = None) -> Recording:

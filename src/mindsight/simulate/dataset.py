@@ -43,6 +43,7 @@ from mindsight._atomic import write_json
 from mindsight.errors import DataFormatError, UnknownNameError
 from mindsight.io.containers import write_npy_dict, write_pickle_dict
 from mindsight.io.things_eeg2 import CH_NAMES_17, CH_NAMES_63
+from mindsight.output import progress_bar
 from mindsight.simulate import stimuli
 from mindsight.simulate.features import image_levels, perceived_levels
 from mindsight.simulate.forward import evoked, evoked_trials, make_brain
@@ -196,7 +197,7 @@ def from_templates(templates: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda acuity: templates[acuity, np.arange(templates.shape[1])]
 
 
-def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: bool = True,
+def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu",
              cache_dir: Any = None) -> dict[str, Any]:
     """Write the dataset of ``cfg`` under ``out`` and return its metadata (also in simulation.json).
 
@@ -204,8 +205,6 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
     EfficientNet-Lite0 embeddings computed for the forward model are stored in the feature
     cache, so training on the simulated data does not extract them again.
     """
-    from tqdm.auto import tqdm
-
     from mindsight.io.images import read_image_set
     from mindsight.simulate.head import lead_field
 
@@ -230,18 +229,18 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
         raise DataFormatError(f"{out} holds a simulation with another configuration{hint}; choose another folder")
     train_c, test_c = stimuli.choose_concepts(cfg.n_train_concepts, cfg.n_test_concepts, cfg.seed)
     images = stimuli.write_image_set(out / "images", train_c, test_c, cfg.exemplars, cfg.image_size,
-                                     cfg.seed, progress)
+                                     cfg.seed)
     if cfg.modality == "meg":
-        return _simulate_meg(out, cfg, images, train_c, test_c, device, progress, cache_dir)
+        return _simulate_meg(out, cfg, images, train_c, test_c, device, cache_dir)
     imgset = read_image_set(images)
     paths = imgset["train"].paths + imgset["test"].paths
     names = [imgset["train"].concept_names[c] for c in imgset["train"].concept] + \
         [imgset["test"].concept_names[c] for c in imgset["test"].concept]
     kernels = acuity_kernels(cfg)
     if kernels:
-        levels, embeddings, seen = perceived_levels(paths, names, kernels, device, progress)
+        levels, embeddings, seen = perceived_levels(paths, names, kernels, device)
     else:
-        levels, sharp = image_levels(paths, names, device, progress)
+        levels, sharp = image_levels(paths, names, device)
         embeddings = {"sharp": sharp}
     n_tr = len(imgset["train"])
     _prime_feature_cache([imgset], imgset["train"].files + imgset["test"].files, embeddings, cache_dir)
@@ -250,7 +249,7 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
         from mindsight.simulate.eeg_imagenet import simulate_eeg_imagenet
 
         extra[EEG_IMAGENET] = simulate_eeg_imagenet(out, cfg, imgset, levels, seen if kernels else None,
-                                                    embeddings, cache_dir, progress)
+                                                    embeddings, cache_dir)
         if cfg.layouts == [EEG_IMAGENET]:  # nothing THINGS-EEG2-like asked for
             ei = extra[EEG_IMAGENET]
             return _write_meta(meta_path, cfg, ei["subjects"],
@@ -261,7 +260,7 @@ def simulate(out: str | Path, cfg: SimConfig, *, device: str = "cpu", progress: 
                                n_way=ei["n_way"], extra=extra)
     lead = lead_field()
     subjects_meta = {}
-    for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
+    for s in progress_bar(cfg.subjects, desc="simulating subjects", unit="subject"):
         rng = np.random.default_rng([cfg.seed, 3000 + s])
         brain = make_brain(lead, s, {k: v.shape[1] for k, v in levels.items()}, cfg.seed, cfg.shared)
         noise = noise_model(lead, s, cfg)
@@ -311,10 +310,8 @@ def _write_meta(path: Path, cfg: SimConfig, subjects_meta: dict[str, Any], ceili
 
 
 def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, device: str,
-                  progress: bool, cache_dir: Any) -> dict[str, Any]:
+                  cache_dir: Any) -> dict[str, Any]:
     """MEG mode of :func:`simulate` (see :mod:`mindsight.simulate.meg`)."""
-    from tqdm.auto import tqdm
-
     from mindsight.io.things_meg import write_things_meg_atm, write_things_meg_official
     from mindsight.sensors import ctf_271
     from mindsight.simulate import meg
@@ -325,17 +322,17 @@ def _simulate_meg(out: Path, cfg: SimConfig, images: Path, train_c, test_c, devi
     kernels = acuity_kernels(cfg)
     image_paths = [images / p for p in d.image_path]
     if kernels:
-        levels, embeddings, seen = perceived_levels(image_paths, d.concept_name, kernels, device, progress)
+        levels, embeddings, seen = perceived_levels(image_paths, d.concept_name, kernels, device)
         # a zero row at the end: catch trials (row -1) carry the image-independent response only
         seen = {k: np.concatenate([v, np.zeros((len(kernels), 1, v.shape[2]))], axis=1) for k, v in seen.items()}
     else:
-        levels, sharp = image_levels(image_paths, d.concept_name, device, progress)
+        levels, sharp = image_levels(image_paths, d.concept_name, device)
         embeddings = {"sharp": sharp}
     ch_names = ctf_271()
     lead = lead_field(ch_names)
     n_tr = len(d.rows("train"))
     subjects_meta = {}
-    for s in tqdm(cfg.subjects, desc="simulating subjects", unit="subject", disable=not progress):
+    for s in progress_bar(cfg.subjects, desc="simulating subjects", unit="subject"):
         rng = np.random.default_rng([cfg.seed, 3000 + s])
         brain = make_brain(lead, s, {k: v.shape[1] for k, v in levels.items()}, cfg.seed, cfg.shared)
         noise = noise_model(lead, s, cfg, meg.SFREQ)

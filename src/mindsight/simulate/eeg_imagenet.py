@@ -27,6 +27,7 @@ import numpy as np
 
 from mindsight._atomic import atomic_path
 from mindsight.io.eeg_imagenet import CH_NAMES_62, SFREQ, write_eeg_imagenet, zero_shot_test_classes
+from mindsight.output import progress_bar
 
 FOLDER, FILE, IMAGES = "EEG-ImageNet", "EEG-ImageNet.pth", "imagenet"
 N_SAMPLES = 500  # 0.5 s at 1000 Hz, as the release
@@ -52,12 +53,10 @@ def design(concept: np.ndarray) -> tuple[list[str], list[str], list[str]]:
 
 def simulate_eeg_imagenet(out: Path, cfg: Any, imgset: Any, levels: dict[str, np.ndarray],
                           seen: dict[str, np.ndarray] | None, embeddings: dict[str, np.ndarray],
-                          cache_dir: Any, progress: bool) -> dict[str, Any]:
+                          cache_dir: Any) -> dict[str, Any]:
     """Write the layout under ``out`` from the training images of ``imgset`` (rows 0 … n − 1 of
     ``levels`` / ``seen``, the simulation's features) and return its metadata: per-subject
     ideal-observer ceilings of single-trial retrieval among the zero-shot test images."""
-    from tqdm.auto import tqdm
-
     from mindsight.io.datasets import read_images
     from mindsight.simulate.dataset import (
         _prime_feature_cache,
@@ -85,7 +84,7 @@ def simulate_eeg_imagenet(out: Path, cfg: Any, imgset: Any, levels: dict[str, np
     test_rows = np.array([j for j, c in enumerate(part.concept) if labels[c] in held])
     n_levels = len(next(iter(seen.values()))) if seen is not None else 1
     eeg, subject_of, shown_all, subjects_meta = [], [], [], {}
-    for s in tqdm(cfg.subjects, desc="simulating EEG-ImageNet subjects", unit="subject", disable=not progress):
+    for s in progress_bar(cfg.subjects, desc="simulating EEG-ImageNet subjects", unit="subject"):
         rng = np.random.default_rng([cfg.seed, 5000 + s])
         brain = make_brain(lead, s, {k: v.shape[1] for k, v in levels.items()}, cfg.seed, cfg.shared)
         noise = noise_model(lead, s, cfg, SFREQ)

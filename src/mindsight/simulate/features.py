@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mindsight.output import progress_bar
+
 N_COMPONENTS = {"low": 8, "mid": 8, "high": 16, "semantic": 16}
 
 
@@ -41,13 +43,12 @@ def low_level(paths: Sequence[Path]) -> np.ndarray:
     return np.asarray(rows)
 
 
-def network_levels(paths: Sequence[Path], device: str = "cpu", progress: bool = False,
+def network_levels(paths: Sequence[Path], device: str = "cpu",
                    view: Callable[[Any], Any] | None = None, net: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """(mid, high) EfficientNet-Lite0 features of every image, one forward pass each; with
     ``view`` (PIL → PIL, e.g. a blur) of the pictures seen through it, through the same
     transform (resized to 256, 224 centre crop). ``net``: an EfficientNet-Lite0 embedder to reuse."""
     import torch
-    from tqdm.auto import tqdm
 
     from mindsight.embed.base import load_image_embedder, open_image
 
@@ -57,7 +58,7 @@ def network_levels(paths: Sequence[Path], device: str = "cpu", progress: bool = 
         lambda _m, _i, out: mids.append(out.mean((2, 3)).detach().cpu().numpy()))
     highs = []
     try:
-        for start in tqdm(range(0, len(paths), 32), desc="image features", unit="batch", disable=not progress):
+        for start in progress_bar(range(0, len(paths), 32), desc="image features", unit="batch"):
             batch = paths[start : start + 32]
             if view is not None:
                 batch = [view(open_image(p)) for p in batch]
@@ -111,11 +112,11 @@ def acuity_view(kernel: int) -> Any:
     return get_view(f"foveated-k{kernel}")
 
 
-def image_levels(paths: Sequence[Path], concept_names: Sequence[str], device: str = "cpu",
-                 progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def image_levels(paths: Sequence[Path], concept_names: Sequence[str],
+                 device: str = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every level's (n_images, k) features for images ``paths`` of concepts ``concept_names``,
     and the full 1280-d EfficientNet-Lite0 embeddings (the default image model's features)."""
-    levels, views, _ = perceived_levels(paths, concept_names, (), device, progress)
+    levels, views, _ = perceived_levels(paths, concept_names, (), device)
     return levels, views["sharp"]
 
 
@@ -123,8 +124,7 @@ FRONT_END_LEVELS = ("mid", "high")  # the feature levels computed from the low-a
 
 
 def perceived_levels(paths: Sequence[Path], concept_names: Sequence[str], acuity_kernels: Sequence[int] = (),
-                     device: str = "cpu", progress: bool = False,
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+                     device: str = "cpu") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The sharp pictures' levels (as :func:`image_levels`); the full 1280-d EfficientNet-Lite0
     embeddings of the pictures through each view (``sharp`` and each acuity view's name); and
     every level's features as seen at each
@@ -135,7 +135,7 @@ def perceived_levels(paths: Sequence[Path], concept_names: Sequence[str], acuity
     from mindsight.embed.base import load_image_embedder
 
     net = load_image_embedder("efficientnet-lite0", device)
-    mid, high = network_levels(paths, device, progress, net=net)
+    mid, high = network_levels(paths, device, net=net)
     uniq, inverse = np.unique(np.asarray(concept_names), return_inverse=True)
     semantic = semantic_level(list(uniq), device)[inverse]
     raw = {"low": low_level(paths), "mid": mid, "high": high, "semantic": semantic}
@@ -147,7 +147,7 @@ def perceived_levels(paths: Sequence[Path], concept_names: Sequence[str], acuity
     seen: dict[str, list[np.ndarray]] = {k: [] for k in levels}
     for kernel in acuity_kernels:
         view = acuity_view(kernel)
-        blurred = dict(zip(FRONT_END_LEVELS, network_levels(paths, device, progress, view, net),
+        blurred = dict(zip(FRONT_END_LEVELS, network_levels(paths, device, view, net),
                            strict=True))
         views[view.name] = blurred["high"]
         for k, v in levels.items():

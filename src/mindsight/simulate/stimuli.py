@@ -20,6 +20,7 @@ import numpy as np
 from mindsight._atomic import atomic_path
 from mindsight.errors import MindsightError
 from mindsight.io.containers import write_npy_dict
+from mindsight.output import progress_bar
 
 ATTRIBUTION = ("Stimulus images: OpenMoji (https://openmoji.org), the open-source emoji and icon "
                "project, licensed CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/). "
@@ -113,21 +114,19 @@ def choose_concepts(n_train: int, n_test: int, seed: int) -> tuple[list[Concept]
 
 
 def write_image_set(root: Path, train: list[Concept], test: list[Concept], exemplars: int,
-                    size: int, seed: int, progress: bool = False) -> Path:
+                    size: int, seed: int) -> Path:
     """``training_images/``, ``test_images/`` and ``image_metadata.npy`` as in THINGS-EEG2.
 
     Training concepts get ``exemplars`` images each (``name_01b.jpg`` …), test concepts one
     (``name_01s.jpg``), as the real image set.
     """
-    from tqdm.auto import tqdm
-
     root = Path(root)
     meta: dict[str, list[str]] = {k: [] for k in (
         "train_img_files", "train_img_concepts", "train_img_concepts_THINGS",
         "test_img_files", "test_img_concepts", "test_img_concepts_THINGS")}
     jobs = [("train", i, c, e) for i, c in enumerate(train) for e in range(exemplars)]
     jobs += [("test", i, c, 0) for i, c in enumerate(test)]
-    for part, i, concept, e in tqdm(jobs, desc="rendering stimuli", unit="img", disable=not progress):
+    for part, i, concept, e in progress_bar(jobs, desc="rendering stimuli", unit="img"):
         folder = f"{i + 1:05d}_{concept.name}"
         fname = f"{concept.name}_{e + 1:02d}{'b' if part == 'train' else 's'}.jpg"
         path = root / ("training_images" if part == "train" else "test_images") / folder / fname

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from mindsight.config import TrainConfig
 from mindsight.errors import DataFormatError
+from mindsight.output import progress_bar
 from mindsight.train.checkpoint import (
     load_tensors,
     optimizer_from_tensors,
@@ -116,7 +117,7 @@ def _patience_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:
 
 def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,
         cfg: TrainConfig, seed: int, workdir: str | Path | None = None, resume: bool = False,
-        progress: bool = True, on_epoch_end: EpochCallback | None = None) -> FitResult:
+        on_epoch_end: EpochCallback | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the selected (best-validation) weights.
 
     With ``workdir`` the selected weights go to ``model.safetensors`` whenever they improve, and
@@ -124,8 +125,6 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     ends ``cfg.checkpoint_seconds`` or more after the previous write (0: every epoch); ``resume``
     continues from the latter, to the same result.
     """
-    from tqdm.auto import tqdm
-
     dev = targets.levels[0].device
     workdir = Path(workdir) if workdir is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
@@ -143,8 +142,8 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         best_weights = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
     n = len(train)
     saved_at = time.perf_counter()  # when the resumable state was last written
-    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
+                       leave=False)
     for epoch in range(state["epoch"], cfg.epochs):
         if _patience_spent(state, cfg):
             break

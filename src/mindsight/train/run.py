@@ -103,13 +103,13 @@ def text_model_for(image_model: str, text_model: str) -> tuple[str, bool]:
 
 
 def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSet,
-                   cache_dir: Any = None, progress: bool = False) -> Recording:
+                   cache_dir: Any = None) -> Recording:
     """One subject's partition with the configured channels and time window."""
     if cfg.data.eeg is None:
         raise DataFormatError("config: data.eeg is not set (pass --eeg DIR)")
     test_set = cfg.data.test_set if partition == "test" else "small"
     rec = read_recording(cfg.data.eeg, subject, partition, images, test_set=test_set,
-                         cache_dir=cache_dir, progress=progress)
+                         cache_dir=cache_dir)
     if cfg.data.channels:
         rec = rec.pick(cfg.data.channels)
     if cfg.data.tmin is not None or cfg.data.tmax is not None:
@@ -117,10 +117,9 @@ def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSe
     return rec
 
 
-def load_training(cfg: RunConfig, fold: Fold, images: ImageSet, cache_dir: Any = None,
-                  progress: bool = False) -> Recording:
+def load_training(cfg: RunConfig, fold: Fold, images: ImageSet, cache_dir: Any = None) -> Recording:
     """The training partition of the fold's training subjects, concatenated."""
-    recs = [load_partition(cfg, s, "train", images, cache_dir, progress) for s in fold.train_subjects]
+    recs = [load_partition(cfg, s, "train", images, cache_dir) for s in fold.train_subjects]
     return Recording.concatenate(recs) if len(recs) > 1 else recs[0]
 
 
@@ -159,7 +158,7 @@ def _prepare_out(cfg: RunConfig, out: Path, resume: bool) -> None:
     cfg.save(saved)
 
 
-def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
               cache_dir: Any = None, on_epoch_end: EpochCallback | None = None) -> Path:
     """Train every fold of ``cfg`` into ``out``; finished folds are kept when resuming."""
     cfg.validate()
@@ -174,8 +173,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
     check_partitions(cfg, images, cache_dir=cache_dir)  # headers only: no test value is read
     _prepare_out(cfg, out, resume)
     device = resolve_device(cfg.train.device)
-    feats = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device,
-                         progress=progress)
+    feats = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device)
     texts, text_note = None, None
     if cfg.train.text_weight > 0:
         texts, text_note = training_texts(images["train"].concept_names, text_model, cache_dir, device)
@@ -205,7 +203,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, progress
             continue
         fold_dir.mkdir(parents=True, exist_ok=True)
         train_fold(cfg, fold, fold_dir, images, feats, texts, text_head, text_model, device,
-                   resume=resume, progress=progress, cache_dir=cache_dir, on_epoch_end=on_epoch_end)
+                   resume=resume, cache_dir=cache_dir, on_epoch_end=on_epoch_end)
     run.update(status="complete", finished=datetime.now(UTC).isoformat(timespec="seconds"))
     write_json(run_path, run)
     return out
@@ -247,14 +245,14 @@ def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
 
 def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: list[FeatureTable],
                texts: FeatureTable | None, text_head: bool, text_model: str, device: str, *,
-               resume: bool, progress: bool, cache_dir: Any,
+               resume: bool, cache_dir: Any,
                on_epoch_end: EpochCallback | None) -> dict[str, Any]:
     """Read the fold's training subjects, fit from a fresh initialisation, write fold.json."""
     t0 = time.perf_counter()
-    rec = load_training(cfg, fold, images, cache_dir, progress)
+    rec = load_training(cfg, fold, images, cache_dir)
     _, info = fit_recording(cfg, rec, feats, texts, seed=fold.seed, text_head=text_head,
                             text_model=text_model, device=device, workdir=fold_dir, resume=resume,
-                            progress=progress, on_epoch_end=on_epoch_end)
+                            on_epoch_end=on_epoch_end)
     info.update(test_subject=fold.test_subject, seconds=time.perf_counter() - t0, complete=True)
     write_json(fold_dir / "fold.json", info)
     return info
@@ -287,7 +285,7 @@ def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
 def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[FeatureTable],
                   texts: FeatureTable | None = None, *, seed: int = 0, text_head: bool = True,
                   text_model: str | None = None, device: str = "cpu",
-                  workdir: Path | None = None, resume: bool = False, progress: bool = False,
+                  workdir: Path | None = None, resume: bool = False,
                   on_epoch_end: EpochCallback | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
     """Fit one model on the training recording ``rec`` (validation concepts split off inside).
 
@@ -338,7 +336,7 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
                          {"spec": spec.to_dict(), "epoch": 0, "val": info["val"]})
     else:
         result = fit(model, train, val, targets, cfg.train, seed, workdir=workdir,
-                     resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+                     resume=resume, on_epoch_end=on_epoch_end)
         info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
                     stopped_early=result.stopped_early, history=result.history,
                     val=result.history[result.best_epoch])
