@@ -209,3 +209,12 @@ def test_subset_training_draws_fresh_repetition_averages(problem):
     assert info["n_train_trials"] == len(train) // 2 * 54 // 60
     metrics, _ = evaluate_fold(model, test, torch.from_numpy(f_test.features), None)
     assert metrics["top1"] > 0.3  # chance 0.01
+
+
+def test_a_configuration_without_data_is_a_config_error_naming_the_key(tmp_path):
+    from mindsight.config import RunConfig
+    from mindsight.errors import ConfigError
+    from mindsight.train import train_run
+
+    with pytest.raises(ConfigError, match="data.images is not set"):
+        train_run(RunConfig(), tmp_path / "run")

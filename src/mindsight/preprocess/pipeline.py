@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mindsight._atomic import write_json
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.errors import DataFormatError, MissingFileError, UnknownNameError
 from mindsight.io.containers import read_dict, write_npy_dict, write_pickle_dict
 from mindsight.io.things_eeg2 import CH_NAMES_63, FILE_PARTITION, RAW_KEYS, find_raw_sessions
 from mindsight.output import logger
@@ -195,7 +195,7 @@ def preprocess_subject(
     import mne
 
     if isinstance(config, str) and config not in VARIANTS:
-        raise DataFormatError(f"unknown variant {config!r}; available: {', '.join(VARIANTS)}")
+        raise UnknownNameError(f"unknown variant {config!r}; available: {', '.join(VARIANTS)}")
     cfg = VARIANTS[config] if isinstance(config, str) else config
     sessions = find_raw_sessions(raw_root, subject).get(subject)
     if not sessions or not sessions["train"] or not sessions["test"]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mindsight.config import RunConfig
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.errors import ConfigError, DataFormatError, MissingFileError
 from mindsight.io.headers import read_header
 from mindsight.io.images import ImageSet
 from mindsight.recording import Recording
@@ -38,7 +38,7 @@ def check_partitions(cfg: RunConfig, images: ImageSet, *, cache_dir: Any = None)
     from mindsight.train.run import folds  # run.py calls this module
 
     if cfg.data.eeg is None:
-        raise DataFormatError("config: data.eeg is not set (pass --eeg DIR)")
+        raise ConfigError("config: data.eeg is not set (pass --eeg DIR)")
     check_test_images(images)
     fold_list = folds(cfg)
     train = {s: _window(cfg, read_header(cfg.data.eeg, s, "train", images, cache_dir=cache_dir))

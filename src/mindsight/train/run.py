@@ -38,7 +38,7 @@ from mindsight.embed.base import (
 )
 from mindsight.embed.features import FeatureTable, level_names, level_tables, optional_text_features
 from mindsight.encoders import ENCODERS, count_parameters, is_closed_form
-from mindsight.errors import ConfigError, DataFormatError, LeakageError, MindsightError
+from mindsight.errors import ConfigError, LeakageError, MindsightError
 from mindsight.io.datasets import find_dataset, read_images, read_recording
 from mindsight.io.images import ImageSet
 from mindsight.output import logger
@@ -106,7 +106,7 @@ def load_partition(cfg: RunConfig, subject: int, partition: str, images: ImageSe
                    cache_dir: Any = None) -> Recording:
     """One subject's partition with the configured channels and time window."""
     if cfg.data.eeg is None:
-        raise DataFormatError("config: data.eeg is not set (pass --eeg DIR)")
+        raise ConfigError("config: data.eeg is not set (pass --eeg DIR)")
     test_set = cfg.data.test_set if partition == "test" else "small"
     rec = read_recording(cfg.data.eeg, subject, partition, images, test_set=test_set,
                          cache_dir=cache_dir)
@@ -164,7 +164,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
     cfg.validate()
     out = Path(out)
     if cfg.data.images is None:
-        raise DataFormatError("config: data.images is not set (pass --images DIR)")
+        raise ConfigError("config: data.images is not set (pass --images DIR)")
     ENCODERS.entry(cfg.model.encoder)  # unknown names fail before any work
     check_method(cfg)
     text_model, text_head = text_model_for(cfg.model.image_model, cfg.model.text_model)
@@ -318,7 +318,7 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
                       image_model=feats.model, text_model=text_model if texts is not None else None,
                       level_dims=[t.dim for t in tables], n_pairs=len(train))
     if len(tables) != len(spec.level_list()):
-        raise DataFormatError(f"config names {len(spec.level_list())} feature levels "
+        raise ConfigError(f"config names {len(spec.level_list())} feature levels "
                               f"({', '.join(spec.level_list())}) but {len(tables)} tables were given")
     torch.manual_seed(seed)  # fresh initialisation for every fold
     model = AlignmentModel(spec).to(device)
