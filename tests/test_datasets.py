@@ -17,7 +17,6 @@ from mindsight.io.datasets import (
     DATASETS,
     Dataset,
     Finding,
-    _ReaderTable,
     dataset_for,
     find_dataset,
     read_images,
@@ -27,7 +26,7 @@ from mindsight.io.headers import read_header
 from mindsight.io.things_eeg2 import ThingsEEG2
 from mindsight.io.things_meg import ThingsMEG, write_things_meg_atm
 from mindsight.recording import Recording, Trials
-from mindsight.registry import Registry
+from mindsight.registry import Registry, from_table
 
 
 class Toy(Dataset):
@@ -66,7 +65,7 @@ def with_toy(monkeypatch):
     module = types.ModuleType("toy_reader")
     module.Toy = Toy
     monkeypatch.setitem(sys.modules, "toy_reader", module)
-    table = _ReaderTable({**datasets._READERS, "Toy": "toy_reader:Toy"})
+    table = Registry("dataset", base=Dataset, load=from_table({**datasets._READERS, "Toy": "toy_reader:Toy"}))
     monkeypatch.setattr(datasets, "DATASETS", table)
     return table
 
@@ -178,11 +177,11 @@ def test_the_contract_is_checked_when_a_dataset_is_registered():
         registry.register("no-layouts")(NoLayouts)
     with pytest.raises(ContractError, match="not a subclass of Dataset"):
         registry.register("plain")(object)
-    registry.register("toy")(Toy)
-    assert registry.get("toy") is Toy
+    registry.register("Toy")(Toy)
+    assert registry.get("Toy") is Toy
 
 
 def test_a_table_line_must_name_the_class_it_points_to():
-    table = _ReaderTable({"THINGS-MEG": "mindsight.io.things_eeg2:ThingsEEG2"})
+    table = Registry("dataset", base=Dataset, load=from_table({"THINGS-MEG": "mindsight.io.things_eeg2:ThingsEEG2"}))
     with pytest.raises(ContractError, match="has name 'THINGS-EEG2'"):
         table.names()

@@ -59,3 +59,43 @@ def test_missing_capability_abstract_method_or_base_fail_at_registration():
             return 2
     with pytest.raises(ContractError, match="registered twice"):
         reg.register("twice")(Twice)
+
+
+def test_a_class_stating_its_name_is_registered_under_it():
+    reg: Registry[Base] = Registry("thing", base=Base)
+
+    class Named(Base):
+        name = "named"
+        flavour = "x"
+
+        def run(self) -> int:
+            return 3
+    with pytest.raises(ContractError, match="has name 'named'; register it under its own name"):
+        reg.register("other")(Named)
+    assert reg.register("named")(Named) is Named
+
+
+def test_a_load_hook_fills_the_registry_on_first_lookup_only():
+    calls = []
+
+    def load(registry: Registry[Base]) -> None:
+        calls.append(len(registry.names()))  # a lookup inside the hook does not run it again
+
+        @registry.register("late")
+        class Late(Base):
+            flavour = "x"
+
+            def run(self) -> int:
+                return 4
+    reg: Registry[Base] = Registry("thing", base=Base, load=load)
+    assert calls == [] and reg.names() == ["late"] and "late" in reg and len(reg) == 1
+    assert calls == [0]
+
+
+def test_a_failing_load_hook_is_raised_again_at_the_next_lookup():
+    def load(registry: Registry[Base]) -> None:
+        raise ImportError("broken entry")
+    reg: Registry[Base] = Registry("thing", base=Base, load=load)
+    for _ in range(2):
+        with pytest.raises(ImportError, match="broken entry"):
+            reg.names()

@@ -49,13 +49,8 @@ _LAZY = {
     "logger": "mindsight.output",
 }
 
-# registries whose entries register themselves when their package is imported
-_REGISTERS = {"EMBEDDERS": "mindsight.embed.backends", "GENERATORS": "mindsight.generate.generators"}
-
-
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import_module(_REGISTERS.get(name, _LAZY[name]))  # registries: fill them first
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

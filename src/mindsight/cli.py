@@ -273,11 +273,9 @@ def models() -> None:
     """List every registry: embedders, image views and sides, brain encoders, generators,
     datasets and analyses (CONTRIBUTING.md: how to add one)."""
     from mindsight.embed import EMBEDDERS
-    from mindsight.embed.base import load_backends
     from mindsight.encoders import ENCODERS, build_encoder, count_parameters
     from mindsight.io.things_eeg2 import CH_NAMES_63
 
-    load_backends()
     rows = [{"name": e.name, "modality": e.tags["modality"], "dim": e.tags["dim"],
              "offline": "yes" if e.tags["offline"] else "needs hub", "description": e.description}
             for e in EMBEDDERS]

@@ -9,13 +9,20 @@ halfway through a run:
 * it must subclass ``base``;
 * it must set every name in ``base.declares`` (the capabilities each subclass states, e.g.
   ``closed_form`` of an encoder) in its own class body or a parent's, not just inherit ``None``;
-* it must implement every abstract method of ``base``.
+* it must implement every abstract method of ``base``;
+* a class that states its ``name`` must state the name it is registered under.
+
+A registry whose entries register themselves when their modules are imported takes a ``load``
+hook (:func:`import_modules`, or :func:`from_table` for a ``name → "module:Class"`` table): it
+runs the first time the registry is consulted, so importing a registry never imports its
+entries' heavy dependencies, and no caller has to remember to import them first.
 
 Every failed lookup lists the available names, so a typo on the command line is a one-step fix.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,22 +77,40 @@ class Registry(Generic[T]):
     messages; with ``base`` every registered object must be a subclass of it that keeps its
     contract (:class:`Contract`)."""
 
-    def __init__(self, kind: str, base: type | None = None) -> None:
+    def __init__(self, kind: str, base: type | None = None, *,
+                 load: Callable[[Registry[T]], None] | None = None) -> None:
         self.kind = kind
         self.base = base
         self._entries: dict[str, Entry[T]] = {}
+        self._load = load
+        self._loaded = load is None
+        self._loading = False
+
+    def _ensure_loaded(self) -> None:
+        """Run the ``load`` hook once, before the first lookup (not again while it runs, and
+        again next time if it failed, so a broken entry is raised, not left half-registered)."""
+        if self._loaded or self._loading:
+            return
+        self._loading = True
+        try:
+            self._load(self)  # type: ignore[misc]
+            self._loaded = True
+        finally:
+            self._loading = False
 
     def register(
         self, name: str, *, description: str = "", **tags: Any
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: ``@REGISTRY.register("name", description=...)`` over a class or factory.
-        Without ``description`` a class's docstring's first line is used."""
+        Without ``description``, the class's ``description`` attribute or its docstring's first
+        line is used."""
 
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ContractError(f"{self.kind} {name!r} is registered twice")
             self.check(name, factory)
-            desc = description or _first_line(getattr(factory, "__doc__", None))
+            stated = getattr(factory, "description", None)
+            desc = description or (stated if isinstance(stated, str) else _first_line(factory.__doc__))
             self._entries[name] = Entry(name, factory, desc, dict(tags))
             return factory
 
@@ -102,8 +127,13 @@ class Registry(Generic[T]):
         check = getattr(obj, "check_contract", None)
         if check is not None:
             check()
+        declared = getattr(obj, "name", None)
+        if isinstance(declared, str) and declared != name:
+            raise ContractError(f"{self.kind} {name!r}: {obj.__module__}.{obj.__qualname__} has name "
+                                f"{declared!r}; register it under its own name")
 
     def entry(self, name: str) -> Entry[T]:
+        self._ensure_loaded()
         try:
             return self._entries[name]
         except KeyError:
@@ -120,6 +150,7 @@ class Registry(Generic[T]):
 
     def names(self, **tags: Any) -> list[str]:
         """Registered names, optionally only those whose tags match ``tags``."""
+        self._ensure_loaded()
         return [
             n
             for n, e in self._entries.items()
@@ -127,13 +158,39 @@ class Registry(Generic[T]):
         ]
 
     def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
-        return iter(self._entries.values())
+        self._ensure_loaded()
+        return iter(list(self._entries.values()))
 
     def __len__(self) -> int:
+        self._ensure_loaded()
         return len(self._entries)
+
+
+def import_modules(*modules: str) -> Callable[[Registry[Any]], None]:
+    """A ``load`` hook importing ``modules``, whose classes register themselves on import."""
+
+    def load(_: Registry[Any]) -> None:
+        for module in modules:
+            importlib.import_module(module)
+
+    return load
+
+
+def from_table(table: dict[str, str]) -> Callable[[Registry[Any]], None]:
+    """A ``load`` hook registering the classes of a ``name → "module:Class"`` table (each
+    checked like any registration, its ``name`` included)."""
+
+    def load(registry: Registry[Any]) -> None:
+        for name, target in table.items():
+            if name not in registry._entries:
+                module, _, attr = target.partition(":")
+                registry.register(name)(getattr(importlib.import_module(module), attr))
+
+    return load
 
 
 def _first_line(doc: str | None) -> str:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from mindsight._atomic import write_json
 from mindsight.errors import ConfigError, ContractError
-from mindsight.registry import Contract, Registry
+from mindsight.registry import Contract, Registry, import_modules
 
 if typing.TYPE_CHECKING:
     from mindsight.run import Run
@@ -144,18 +144,14 @@ class Analysis(Contract, abc.ABC):
         return result
 
 
-ANALYSES: Registry[Analysis] = Registry("analysis", base=Analysis)
+ANALYSES: Registry[Analysis] = Registry("analysis", base=Analysis, load=import_modules("mindsight.analysis"))
 
 
 def analysis_names() -> list[str]:
-    """The registered analyses (importing the built-in ones first)."""
-    import mindsight.analysis  # noqa: F401  (registers the built-in analyses)
-
+    """The registered analyses."""
     return ANALYSES.names()
 
 
 def get_analysis(name: str) -> Analysis:
     """An instance of the analysis registered as ``name``; an unknown name lists the known ones."""
-    import mindsight.analysis  # noqa: F401
-
     return ANALYSES.get(name)()

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mindsight.errors import DataFormatError, MissingFileError, UnknownNameError
-from mindsight.registry import Registry
+from mindsight.registry import Registry, import_modules
 
 ImageLike = Any  # a path or a PIL image
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
@@ -93,29 +93,22 @@ def open_image(image: ImageLike) -> Any:
     return image.convert("RGB")
 
 
-EMBEDDERS: Registry[Embedder] = Registry("embedder")
-
-
-def load_backends() -> None:
-    """Import the embedder backends, which register themselves in :data:`EMBEDDERS`."""
-    from mindsight.embed import backends  # noqa: F401  (registers on import)
+# the backends register themselves when imported: on the registry's first lookup
+EMBEDDERS: Registry[Embedder] = Registry("embedder", load=import_modules("mindsight.embed.backends"))
 
 
 def load_embedder(name: str, device: str = "cpu", **kwargs: Any) -> Embedder:
     """Build a registered embedder by name (``mindsight models`` lists them)."""
-    load_backends()
     return EMBEDDERS.build(name, device=resolve_device(device), **kwargs)
 
 
 def embedder_names(modality: str) -> list[str]:
     """Registered embedders of ``modality`` ('image' or 'text')."""
-    load_backends()
     return [e.name for e in EMBEDDERS if modality in e.tags["modality"]]
 
 
 def has_modality(name: str, modality: str) -> bool:
     """Whether registered embedder ``name`` embeds ``modality`` (an unknown name lists all)."""
-    load_backends()
     return modality in EMBEDDERS.entry(name).tags["modality"]
 
 

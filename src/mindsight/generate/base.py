@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mindsight.errors import ContractError
-from mindsight.registry import Contract, Registry
+from mindsight.registry import Contract, Registry, import_modules
 
 
 class Autoencoder(ABC):
@@ -98,7 +98,8 @@ class Generator(Contract, ABC):
                 "parameters": self.parameter_counts()}
 
 
-GENERATORS: Registry[Generator] = Registry("generator", base=Generator)
+GENERATORS: Registry[Generator] = Registry(
+    "generator", base=Generator, load=import_modules("mindsight.generate.generators"))
 
 
 def load_generator(name: str, device: str = "cpu", **kwargs: Any) -> Generator:
@@ -108,7 +109,6 @@ def load_generator(name: str, device: str = "cpu", **kwargs: Any) -> Generator:
 
 def generator_class(name: str) -> type[Generator]:
     """The class registered as ``name``: its declarations, without building it."""
-    _ensure_generators()
     return GENERATORS.get(name)
 
 
@@ -119,9 +119,4 @@ def weights_options(name: str, weights: str | None) -> dict[str, str]:
 
 
 def generator_names() -> list[str]:
-    _ensure_generators()
     return GENERATORS.names()
-
-
-def _ensure_generators() -> None:
-    import mindsight.generate.generators  # noqa: F401  (registers the built-in ones)

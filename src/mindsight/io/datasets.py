@@ -23,20 +23,18 @@ some registered dataset knows.
 from __future__ import annotations
 
 import abc
-import importlib
 import os
 from abc import abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from mindsight.errors import ContractError, DataFormatError, MissingFileError
+from mindsight.errors import DataFormatError, MissingFileError
 from mindsight.io.images import ImageSet, read_image_set
 from mindsight.recording import Recording
-from mindsight.registry import Contract, Entry, Registry
+from mindsight.registry import Contract, Registry, from_table
 
 # The registry of readers: dataset name → "module:Class". One line per dataset.
 _READERS: dict[str, str] = {
@@ -134,54 +132,7 @@ class Dataset(Contract, abc.ABC):
             f"({', '.join(self.test_sets)}); set data.test_set to one of them")
 
 
-class _ReaderTable(Registry):
-    """The registry of datasets: the classes named in a ``name → "module:Class"`` table are
-    imported and registered (contract checked) the first time the registry is consulted."""
-
-    def __init__(self, table: dict[str, str]) -> None:
-        super().__init__("dataset", base=Dataset)
-        self._table = table
-        self._loaded = self._loading = False
-
-    def _load(self) -> None:
-        if self._loaded or self._loading:
-            return
-        self._loading = True
-        try:
-            for name, target in self._table.items():
-                if name in self._entries:
-                    continue
-                module, _, attr = target.partition(":")
-                cls = getattr(importlib.import_module(module), attr)
-                if getattr(cls, "name", None) != name:
-                    raise ContractError(f"dataset {name!r}: {target} has name {getattr(cls, 'name', None)!r}")
-                self.register(name, description=getattr(cls, "description", ""))(cls)
-            self._loaded = True  # only once every reader registered: a failure is raised again
-        finally:
-            self._loading = False
-
-    def entry(self, name: str) -> Entry:
-        self._load()
-        return super().entry(name)
-
-    def names(self, **tags: Any) -> list[str]:
-        self._load()
-        return super().names(**tags)
-
-    def __contains__(self, name: object) -> bool:
-        self._load()
-        return super().__contains__(name)
-
-    def __iter__(self) -> Iterator[Entry]:
-        self._load()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._load()
-        return super().__len__()
-
-
-DATASETS: Registry[Dataset] = _ReaderTable(_READERS)
+DATASETS: Registry[Dataset] = Registry("dataset", base=Dataset, load=from_table(_READERS))
 
 
 def __getattr__(name: str) -> Any:
