@@ -519,11 +519,12 @@ def _describe(root: Path, cache_dir: Any = None) -> list[Finding]:
     for s in index.subjects:
         mine = index.subject == s
         for p, sp in parts.items():
-            n = int(np.count_nonzero(mine & np.isin(index.image, sp.images)))
+            trials = mine & np.isin(index.image, sp.images)
+            n = int(np.count_nonzero(trials))
             rows.append({"subject": s, "partition": f"{p} (zero-shot)", "shape": [n, *index.shape],
                          "n_chans": index.shape[0], "n_times": index.shape[1], "sfreq": SFREQ,
                          "tmin": 0.0, "tmax": round((index.shape[1] - 1) / SFREQ, 4),
-                         "images": len(np.unique(index.image[mine & np.isin(index.image, sp.images)])),
+                         "images": len(np.unique(index.image[trials])),
                          "concepts": len(sp.classes), "dtype": index.dtype, "file": index.source})
     coarse = sum(g == "coarse" for g in index.granularity)
     desc = (f"{LAYOUTS['eeg-imagenet']}: {len(index.subject)} trials of {len(index.subjects)} subjects, "
