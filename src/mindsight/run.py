@@ -152,13 +152,16 @@ class Run:
                                                device=self.device)
         return self._features[key]
 
+    def level_tensors(self, partition: str, levels: list[str] | None = None) -> list[torch.Tensor]:
+        """:meth:`features` as tensors on the run's device: the input of a model's image side."""
+        return [torch.from_numpy(t.features).to(self.device) for t in self.features(partition, levels)]
+
     def image_targets(self, fold: Fold, partition: str = "test") -> torch.Tensor:
         """The fold's model's image side applied to the ``partition`` images' feature levels:
         what its embeddings are ranked against (the features themselves for a ``fixed`` side).
         The image side sees no labels, so retrieval stays zero-shot."""
         model = self.model(fold)
-        tables = self.features(partition, model.spec.level_list())
-        return model.image_table([torch.from_numpy(t.features).to(self.device) for t in tables])
+        return model.image_table(self.level_tensors(partition, model.spec.level_list()))
 
     def recording(self, subject: int, partition: str) -> Recording:
         """One subject's ``partition`` with the configured channels and time window."""

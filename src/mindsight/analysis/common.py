@@ -38,11 +38,11 @@ class AnalysisSetup:
 def setup(run: Run, mode: str, encoder: str | None, epochs: int | None) -> AnalysisSetup:
     """Read what an analysis of ``run``'s first fold needs (training data only for
     ``retrain``; ``encoder``/``epochs`` override the run's settings for its models)."""
-    cfg, device = run.config, run.device
+    cfg = run.config
     fold = run.folds[0]
     fold_dir, _ = run.trained(fold)
     model = run.model(fold)
-    levels = [torch.from_numpy(t.features).to(device) for t in run.features("test", model.spec.level_list())]
+    levels = run.level_tensors("test", model.spec.level_list())
     feats = model.image_table(levels)
     test = run.recording(fold.test_subject, "test").average_repetitions()
     out = AnalysisSetup(cfg, fold, fold_dir, run.images, feats, test, trial_tensors(test, len(feats)),

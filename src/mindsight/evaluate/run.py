@@ -32,7 +32,7 @@ from mindsight.train.data import trial_tensors
 from mindsight.train.model import AlignmentModel, ModelSpec
 
 __all__ = ["classification_texts", "evaluate_fold", "evaluate_run", "load_model", "repetition_steps",
-           "summarise", "test_image_table"]
+           "summarise"]
 
 
 def _check_compatible(model: AlignmentModel, rec: Recording, tables: list[FeatureTable],
@@ -135,7 +135,7 @@ def _evaluate(run: Run, *, single_trial: bool, n_draws: int, centres: str | Path
         rec = run.recording(fold.test_subject, "test")
         levels = run.features("test", model.spec.level_list())
         _check_compatible(model, rec, levels, fold_dir)
-        table = test_image_table(model, levels, device)
+        table = run.image_targets(fold)
         text, text_reason = classification_texts(model.spec, image_model, images["test"].concept_names,
                                                  text_cache, run.cache_dir, device)
         metrics, emb = evaluate_fold(model, rec, table,
@@ -151,13 +151,6 @@ def _evaluate(run: Run, *, single_trial: bool, n_draws: int, centres: str | Path
     out = summarise(fold_results, cfg, info)
     write_json(run.path / "metrics.json", out)
     return out
-
-
-def test_image_table(model: AlignmentModel, tables: list[FeatureTable], device: str) -> torch.Tensor:
-    """What the model's test embeddings are ranked against: its image side applied to the test
-    images' feature levels (the features themselves for the ``fixed`` side). The image side sees
-    no labels, so retrieval stays zero-shot."""
-    return model.image_table([torch.from_numpy(t.features).to(device) for t in tables])
 
 
 def classification_texts(spec: ModelSpec, image_model: str, names: tuple[str, ...],
