@@ -20,7 +20,7 @@ Adding an encoder: one module holding one ``BrainEncoder`` subclass, registered 
 """
 
 # importing the model modules registers them (braindecode itself is imported lazily)
-from mindsight.encoders import atm, atm_e, blur, brainmodule, linear, mlp, nice, zoo  # noqa: E402, F401
+from mindsight.encoders import atm, atm_e, blur, brainmodule, labram, linear, mlp, nice, zoo  # noqa: E402, F401
 from mindsight.encoders.base import (
     ENCODERS,
     FIT_PARAMETERS,

@@ -95,6 +95,17 @@ class BrainEncoder(nn.Module, Contract, metaclass=abc.ABCMeta):
             f"{type(self).__name__} is trained by gradient descent (closed_form = False); it has "
             "no closed-form fit")
 
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups for this encoder's trainable parameters at base
+        learning rate ``lr``: dicts as ``torch.optim`` takes them (``params``, and optionally
+        ``lr``, ``weight_decay``; a missing key takes the optimiser's value).
+
+        The default is one group of every trainable parameter with nothing overridden, and then
+        training builds exactly the optimiser it builds for any model. An encoder overrides it
+        for per-layer learning rates (LaBraM's layer-wise decay) or weight-decay exemptions.
+        """
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     @torch.no_grad()
     def get_output_shape(self) -> tuple[int, ...]:
         """The output shape of one epoch, ``(1, n_outputs)``, computed by a forward pass of a

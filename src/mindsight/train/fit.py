@@ -98,16 +98,36 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
             "val_n_way": int(len(torch.unique(val.image)))}
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.nn.Parameter] | list[dict[str, Any]],
+                   cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (mindsight, ATM) or Adam (NICE) with the configured lr, betas and weight decay.
 
-    PyTorch's fused implementation (one kernel for all parameters: the same update to float
-    rounding, about 8× faster than the per-tensor loop on a CPU) where the parameters allow it.
+    ``params`` is a list of parameters, or of parameter groups (dicts as ``torch.optim`` takes
+    them) whose missing keys take the configured values. PyTorch's fused implementation (one
+    kernel for all parameters: the same update to float rounding, about 8× faster than the
+    per-tensor loop on a CPU) where the parameters allow it.
     """
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    flat = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in flat)
     return kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
                 fused=fused or None)
+
+
+def optimizer_groups(model: AlignmentModel, lr: float) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+    """What the optimiser trains: the encoder's groups (:meth:`BrainEncoder.param_groups`) and
+    one group of the model's other trainable parameters (temperature, text head, image side).
+
+    An encoder that keeps the default (one group, nothing overridden) gives the flat list of
+    all trainable parameters in ``model.parameters()`` order, the optimiser training always
+    built, so its runs and resumable states are unchanged.
+    """
+    groups = model.encoder.param_groups(lr)
+    if len(groups) == 1 and set(groups[0]) == {"params"}:
+        return [p for p in model.parameters() if p.requires_grad]
+    mine = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
+    return [g for g in groups if g["params"]] + ([{"params": rest}] if rest else [])
 
 
 def _patience_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:
@@ -127,8 +147,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     """
     dev = targets.levels[0].device
     workdir = Path(workdir) if workdir is not None else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg)
+    opt = make_optimizer(optimizer_groups(model, cfg.lr), cfg)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": None, "best_epoch": -1,
                              "bad_epochs": 0}
     best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
