@@ -90,7 +90,8 @@ def _check_closed_form_fit(enc: BrainEncoder) -> None:
 
 def test_capabilities_select_encoders_and_helpers_read_them():
     assert encoder_names(closed_form=True) == ["ridge"]
-    assert encoder_names(two_heads=True) == encoder_names(needs_ch_names=True) == ["brainmodule"]
+    assert encoder_names(two_heads=True) == ["brainmodule"]
+    assert encoder_names(needs_ch_names=True) == ["brainmodule", "labram"]
     assert set(encoder_names(subject_layers=True)) == {"atm", "brainmodule"}
     with pytest.raises(UnknownNameError, match="unknown encoder capability subjects; available: "
                                                "closed_form"):
