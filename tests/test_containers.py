@@ -137,3 +137,22 @@ def test_pickles_written_by_numpy_1(tmp_path, content):
     assert isinstance(out["preprocessed_eeg_data"], np.memmap)
     np.testing.assert_array_equal(out["preprocessed_eeg_data"], content["preprocessed_eeg_data"])
     assert out["sfreq"] == 1000.0
+
+
+def test_torch_checkpoints_may_carry_their_training_arguments_but_not_code(tmp_path):
+    """Training scripts (LaBraM's among them) save an argparse.Namespace next to the weights:
+    it is read; any other class in the same file is still refused."""
+    import argparse
+
+    import torch
+
+    from mindsight.io.tensors import read_torch
+
+    ok = tmp_path / "ckpt.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=5e-4), "epoch": 3}, ok)
+    obj = read_torch(ok)
+    assert obj["args"].lr == 5e-4 and torch.equal(obj["model"]["w"], torch.ones(2))
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "x": _Evil()}, bad)
+    with pytest.raises(DataFormatError, match="refusing to unpickle"):
+        read_torch(bad)

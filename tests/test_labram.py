@@ -283,3 +283,31 @@ def test_labram_learns_retrieval_well_above_chance(problem):
     emb, _ = model.embed(test.x, test.subject)
     top1 = retrieval_top1(emb, images, test.image)  # held-out repetitions
     assert top1 > 4 * chance, top1
+
+
+def test_a_trained_run_reloads_without_its_pretrained_file_and_scratch_training_is_announced(
+        problem, tmp_path, caplog):
+    """The pretrained file is read when training starts; the run's own saved weights replace it,
+    so rebuilding the trained model neither reads it nor needs it (it may have moved)."""
+    import logging
+
+    from mindsight.run import load_model
+
+    images, train, val, _ = problem
+    pretrained = tmp_path / "labram.pt"
+    torch.save(_bd_labram().state_dict(), pretrained)
+    model = _model(weights=str(pretrained), mean_pooling=True)
+    with caplog.at_level(logging.WARNING, logger="mindsight"):
+        fit(model, train, val, Targets(levels=[images]), TrainConfig(epochs=1, patience=None), seed=0,
+            workdir=tmp_path / "fold")
+    assert "from scratch" not in caplog.text
+    pretrained.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mindsight"):
+        again = load_model(tmp_path / "fold")
+    assert "from scratch" not in caplog.text
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    with caplog.at_level(logging.WARNING, logger="mindsight"):
+        optimizer_groups(_model(), 1e-3)  # training without weights says so
+    assert "trains from scratch" in caplog.text

@@ -27,6 +27,7 @@ import torch
 from mindsight.config import RunConfig
 from mindsight.embed.base import resolve_device
 from mindsight.embed.features import FeatureTable, level_tables
+from mindsight.encoders import ENCODERS
 from mindsight.errors import MissingFileError, UnknownNameError
 from mindsight.io.datasets import read_images
 from mindsight.io.images import ImageSet
@@ -41,7 +42,11 @@ __all__ = ["Run", "load_model"]
 def load_model(fold_dir: str | Path, device: str = "cpu") -> AlignmentModel:
     """The selected model saved in ``fold_dir/model.safetensors``, rebuilt from its spec."""
     tensors, meta = load_tensors(Path(fold_dir) / "model.safetensors")
-    model = AlignmentModel(ModelSpec.from_dict(meta["spec"]))
+    spec = ModelSpec.from_dict(meta["spec"])
+    option = ENCODERS.get(spec.encoder).pretrained_option  # its trained weights replace them
+    if option is not None and spec.params.get(option) is not None:
+        spec.params = {**spec.params, option: None}
+    model = AlignmentModel(spec)
     model.load_state_dict(tensors)
     return model.to(device).eval()
 

@@ -51,6 +51,11 @@ class BrainEncoder(nn.Module, Contract, metaclass=abc.ABCMeta):
       with ``subject``; exactly the encoders whose ``__init__`` has ``n_subjects``;
     - ``two_heads``: has a separate MSE head besides the CLIP head ``forward`` returns, read by
       ``forward_heads(x, subject) -> (clip, mse)``; exactly the encoders defining it.
+
+    Optional: ``pretrained_option`` names the hyperparameter that loads pretrained weights when
+    the encoder is built (labram's ``weights``). A trained model rebuilt from its own saved
+    weights (:func:`mindsight.run.load_model`) is built without it, so evaluating a run neither
+    reads the pretrained file again nor needs it to still exist.
     """
 
     declares: ClassVar[tuple[str, ...]] = ("closed_form", "needs_ch_names", "subject_layers",
@@ -60,6 +65,7 @@ class BrainEncoder(nn.Module, Contract, metaclass=abc.ABCMeta):
     subject_layers: ClassVar[bool | None] = None
     two_heads: ClassVar[bool | None] = None
     selects: ClassVar[str | None] = None  # closed form: the attribute ``fit`` sets to its choice
+    pretrained_option: ClassVar[str | None] = None  # the hyperparameter naming a pretrained file
 
     def __init__(self, n_chans: int, n_times: int, sfreq: float, n_outputs: int, *,
                  ch_names: Sequence[str] | None = None, n_subjects: int = 0) -> None:

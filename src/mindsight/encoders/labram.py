@@ -166,6 +166,7 @@ class Labram(BrainEncoder):
     """
 
     closed_form = False
+    pretrained_option = "weights"
     needs_ch_names = True
     subject_layers = False
     two_heads = False
@@ -205,12 +206,9 @@ class Labram(BrainEncoder):
                 init_values=init_values, use_mean_pooling=mean_pooling)
         self.head = ResidualProjector(self.trunk.embed_dim, n_outputs, n_blocks=proj_blocks,
                                       dropout=head_dropout)
+        self.pretrained = weights
         if weights is not None:
             load_labram_weights(self.trunk, weights)
-        else:
-            logger.warning("labram: no pretrained weights; LaBraM trains from scratch (set the "
-                           "encoder parameter `weights` to labram-base.pth or braindecode's "
-                           "Labram state dict)")
         if self.freeze_trunk:
             self.trunk.requires_grad_(False)
 
@@ -245,7 +243,12 @@ class Labram(BrainEncoder):
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimiser groups with LaBraM's layer-wise learning-rate decay and weight-decay
         exemptions (see the module doc); frozen parameters are left out. Groups without a
-        ``weight_decay`` key take the optimiser's."""
+        ``weight_decay`` key take the optimiser's. Called when training starts, so this is
+        where training from scratch is announced (not when a trained model is rebuilt)."""
+        if self.pretrained is None:
+            logger.warning("labram: no pretrained weights; LaBraM trains from scratch (set the "
+                           "encoder parameter `weights` to labram-base.pth or braindecode's "
+                           "Labram state dict)")
         n_layers = len(self.trunk.blocks)
         groups: dict[tuple[int, bool], dict[str, Any]] = {}
         named = [(f"trunk.{k}", k, p) for k, p in self.trunk.named_parameters()]

@@ -58,8 +58,12 @@ class TorchUnpickler(pickle.Unpickler):
         raise DataFormatError(f"{self._path}: refusing to unpickle {module}.{name}: {ALLOWED}")
 
 
-def _numpy_globals() -> list[Any]:
-    """What a numpy array, dtype or scalar in a ``torch.save`` file is rebuilt from."""
+def _safe_globals() -> list[Any]:
+    """What a ``torch.save`` file may rebuild besides tensors: numpy arrays, dtypes and scalars,
+    and ``argparse.Namespace`` (training scripts such as LaBraM's save their arguments next to
+    the weights; a namespace only holds attributes)."""
+    import argparse
+
     import numpy as np
 
     try:
@@ -67,7 +71,7 @@ def _numpy_globals() -> list[Any]:
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct, scalar
     dtypes = [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", ())]
-    return [np.ndarray, np.dtype, _reconstruct, scalar, *dtypes]
+    return [np.ndarray, np.dtype, _reconstruct, scalar, *dtypes, argparse.Namespace]
 
 
 def _refusal(path: Path, exc: Exception) -> DataFormatError:
@@ -90,7 +94,7 @@ def read_torch(path: str | os.PathLike) -> Any:
     kind = sniff(path)
     if kind == "zip":
         try:
-            with torch.serialization.safe_globals(_numpy_globals()):
+            with torch.serialization.safe_globals(_safe_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # UnpicklingError for a refused global; many kinds for damage
             raise _refusal(path, exc) from None
