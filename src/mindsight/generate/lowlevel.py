@@ -65,6 +65,10 @@ class LowLevelDecoder:
             pred = pred * self.register["std"] + self.register["mean"]
         return pred.view(len(pred), *self.latent_shape)
 
+    def n_parameters(self) -> int:
+        """Weights of the ridge map (flattened epoch → flattened latent), for pipeline sizes."""
+        return sum(p.numel() for p in self.ridge.parameters())
+
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         tensors = {**{f"ridge.{k}": v for k, v in self.ridge.state_dict().items()},
                    **{f"register.{k}": v for k, v in self.register.items()}}
