@@ -197,3 +197,193 @@ def test_transformer_learns_fixed_tokens(pair):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+# -- official file formats ---------------------------------------------------------------------
+# The key names and shapes below are written out from FoundationVision/VAR's architecture
+# (models/vqvae.py, basic_vae.py, quant.py, var.py, basic_var.py), independently of our modules.
+
+
+def _conv(out: int, inp: int, k: int, name: str) -> dict[str, tuple[int, ...]]:
+    return {f"{name}.weight": (out, inp, k, k), f"{name}.bias": (out,)}
+
+
+def _norm(c: int, name: str) -> dict[str, tuple[int, ...]]:
+    return {f"{name}.weight": (c,), f"{name}.bias": (c,)}
+
+
+def _res(cin: int, cout: int, name: str) -> dict[str, tuple[int, ...]]:
+    keys = {**_norm(cin, f"{name}.norm1"), **_conv(cout, cin, 3, f"{name}.conv1"),
+            **_norm(cout, f"{name}.norm2"), **_conv(cout, cout, 3, f"{name}.conv2")}
+    if cin != cout:
+        keys.update(_conv(cout, cin, 1, f"{name}.nin_shortcut"))
+    return keys
+
+
+def _attn(c: int, name: str) -> dict[str, tuple[int, ...]]:
+    return {**_norm(c, f"{name}.norm"), **_conv(3 * c, c, 1, f"{name}.qkv"),
+            **_conv(c, c, 1, f"{name}.proj_out")}
+
+
+def official_tokenizer_shapes(ch: int, ch_mult: tuple[int, ...], n_res: int, z: int, vocab: int,
+                              n_scales: int, n_phi: int = 4) -> dict[str, tuple[int, ...]]:
+    keys: dict[str, tuple[int, ...]] = {}
+    last, widths = len(ch_mult) - 1, [ch * m for m in ch_mult]
+    keys.update(_conv(ch, 3, 3, "encoder.conv_in"))
+    cin = ch
+    for i, w in enumerate(widths):
+        for j in range(n_res):
+            keys.update(_res(cin, w, f"encoder.down.{i}.block.{j}"))
+            cin = w
+            if i == last:
+                keys.update(_attn(w, f"encoder.down.{i}.attn.{j}"))
+        if i != last:
+            keys.update(_conv(w, w, 3, f"encoder.down.{i}.downsample.conv"))
+    for part in ("encoder", "decoder"):
+        top = widths[-1]
+        keys.update({**_res(top, top, f"{part}.mid.block_1"), **_attn(top, f"{part}.mid.attn_1"),
+                     **_res(top, top, f"{part}.mid.block_2")})
+    keys.update({**_norm(widths[-1], "encoder.norm_out"), **_conv(z, widths[-1], 3, "encoder.conv_out")})
+    keys.update(_conv(widths[-1], z, 3, "decoder.conv_in"))
+    cin = widths[-1]
+    for i in reversed(range(len(widths))):
+        for j in range(n_res + 1):
+            keys.update(_res(cin, widths[i], f"decoder.up.{i}.block.{j}"))
+            cin = widths[i]
+            if i == last:
+                keys.update(_attn(widths[i], f"decoder.up.{i}.attn.{j}"))
+        if i != 0:
+            keys.update(_conv(widths[i], widths[i], 3, f"decoder.up.{i}.upsample.conv"))
+    keys.update({**_norm(widths[0], "decoder.norm_out"), **_conv(3, widths[0], 3, "decoder.conv_out")})
+    keys.update({**_conv(z, z, 3, "quant_conv"), **_conv(z, z, 3, "post_quant_conv"),
+                 "quantize.embedding.weight": (vocab, z), "quantize.ema_vocab_hit_SV": (n_scales, vocab)})
+    for k in range(n_phi):
+        keys.update(_conv(z, z, 3, f"quantize.quant_resi.qresi_ls.{k}"))
+    return keys
+
+
+def official_var_shapes(depth: int, width: int, heads: int, vocab: int, z: int,
+                        patch_nums: tuple[int, ...], num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    c, length = width, sum(p * p for p in patch_nums)
+    keys = {"pos_start": (1, patch_nums[0] ** 2, c), "pos_1LC": (1, length, c), "lvl_1L": (1, length),
+            "attn_bias_for_masking": (1, 1, length, length), "word_embed.weight": (c, z),
+            "word_embed.bias": (c,), "class_emb.weight": (num_classes + 1, c),
+            "lvl_embed.weight": (len(patch_nums), c), "head_nm.ada_lin.1.weight": (2 * c, c),
+            "head_nm.ada_lin.1.bias": (2 * c,), "head.weight": (vocab, c), "head.bias": (vocab,)}
+    for i in range(depth):
+        b = f"blocks.{i}"
+        keys.update({f"{b}.attn.q_bias": (c,), f"{b}.attn.v_bias": (c,), f"{b}.attn.zero_k_bias": (c,),
+                     f"{b}.attn.scale_mul_1H11": (1, heads, 1, 1), f"{b}.attn.mat_qkv.weight": (3 * c, c),
+                     f"{b}.attn.proj.weight": (c, c), f"{b}.attn.proj.bias": (c,),
+                     f"{b}.ffn.fc1.weight": (4 * c, c), f"{b}.ffn.fc1.bias": (4 * c,),
+                     f"{b}.ffn.fc2.weight": (c, 4 * c), f"{b}.ffn.fc2.bias": (c,),
+                     f"{b}.ada_lin.1.weight": (6 * c, c), f"{b}.ada_lin.1.bias": (6 * c,)})
+    return keys
+
+
+def write_random(path, shapes: dict[str, tuple[int, ...]], seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(*s, generator=g) * 0.05 for k, s in shapes.items()}
+    torch.save(state, path)
+    return state
+
+
+def tiny_official_files(folder, *, var_shapes=None):
+    from mindsight.generate.var.official import TOKENIZER_FILE, VAR_FILE
+
+    tok = write_random(folder / TOKENIZER_FILE,
+                       official_tokenizer_shapes(32, (1,), 1, 4, 32, n_scales=10))
+    var = write_random(folder / VAR_FILE, var_shapes or official_var_shapes(2, 32, 2, 32, 4, PATCHES), seed=1)
+    return tok, var
+
+
+TINY_GEN = dict(tokenizer_config=tiny_tokenizer_cfg().to_dict(),
+                var_config=tiny_var_cfg().to_dict(), batch_size=2, top_k=0, top_p=0.0)
+
+
+def test_official_files_load_key_for_key(tmp_path):
+    from mindsight.generate.var.official import (
+        condition_trained,
+        load_official_tokenizer,
+        load_official_var,
+    )
+
+    tok_state, var_state = tiny_official_files(tmp_path)
+    tok, report = load_official_tokenizer(tmp_path / "vae_ch160v4096z32.pth", tiny_tokenizer_cfg())
+    assert report.missing == [] and report.unexpected == []
+    assert torch.equal(tok.quantize.embedding.weight, tok_state["quantize.embedding.weight"])
+    assert torch.equal(tok.decoder.up[0].block[1].conv2.weight, tok_state["decoder.up.0.block.1.conv2.weight"])
+    assert tok.quantize.ema_vocab_hit_SV.shape == (len(PATCHES), 32)  # derived: the file's 10 scales ignored
+    var, report = load_official_var(tmp_path / "var_d16.pth", tiny_var_cfg())
+    assert report.unexpected == ["class_emb.weight"]
+    assert report.missing == ["embed_proj.bias", "embed_proj.weight"]
+    assert "embed_proj" in report.summary() and not condition_trained(report)
+    assert torch.equal(var.blocks[1].ada_lin[1].weight, var_state["blocks.1.ada_lin.1.weight"])
+    assert torch.equal(var.pos_1LC, var_state["pos_1LC"])
+    assert torch.equal(var.attn_mask(), var.lvl_1L[0][:, None] >= var.lvl_1L[0][None, :])
+
+
+def test_official_loaders_refuse_wrong_files(tmp_path):
+    from mindsight.errors import DataFormatError, MissingFileError
+    from mindsight.generate.var.official import load_official_tokenizer, load_official_var
+
+    tiny_official_files(tmp_path)
+    with pytest.raises(DataFormatError, match="not a VAR transformer state dict"):
+        load_official_var(tmp_path / "vae_ch160v4096z32.pth", tiny_var_cfg())
+    with pytest.raises(DataFormatError, match="not a VAR tokenizer state dict"):
+        load_official_tokenizer(tmp_path / "var_d16.pth", tiny_tokenizer_cfg())
+    with pytest.raises(DataFormatError, match=r"key head\.weight has shape \(32, 32\), the config "
+                                              r"expects \(64, 32\).*VARConfig\(depth=2\)"):
+        load_official_var(tmp_path / "var_d16.pth", tiny_var_cfg(vocab_size=64))
+    with pytest.raises(DataFormatError, match=r"quantize\.embedding\.weight has shape \(32, 4\)"):
+        load_official_tokenizer(tmp_path / "vae_ch160v4096z32.pth", tiny_tokenizer_cfg(vocab_size=16))
+    deeper = official_var_shapes(3, 32, 2, 32, 4, PATCHES)
+    write_random(tmp_path / "d3.pth", deeper)
+    with pytest.raises(DataFormatError, match=r"unknown keys \(e\.g\. blocks\.2\..*depth-3"):
+        load_official_var(tmp_path / "d3.pth", tiny_var_cfg())
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    with pytest.raises(DataFormatError, match="expected a state dict of tensors"):
+        load_official_var(tmp_path / "list.pth", tiny_var_cfg())
+    with pytest.raises(MissingFileError, match="huggingface.co/FoundationVision/var"):
+        load_official_var(tmp_path / "absent.pth", tiny_var_cfg())
+
+
+def test_var_d16_generator_builds_from_official_files_and_generates(tmp_path, caplog):
+    from mindsight.generate.base import generator_class, load_generator, weights_options
+
+    cls = generator_class("var-d16")
+    assert cls.offline is False and weights_options("var-d16", "/w") == {"var_weights": "/w"}
+    tiny_official_files(tmp_path)
+    gen = load_generator("var-d16", var_weights=str(tmp_path), **TINY_GEN)
+    assert gen.embedding_model == "clip-vit-h-14" and gen.image_size == 8
+    assert gen.autoencoder.latent_shape == (4, 8, 8) and not gen.condition_trained
+    emb = torch.randn(3, 16)
+    with caplog.at_level("WARNING", logger="mindsight"):
+        a = gen.generate(emb, seed=5)
+    assert "untrained" in caplog.text
+    assert a.shape == (3, 3, 8, 8) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, gen.generate(emb, seed=5))
+    assert not torch.equal(a, gen.generate(emb, seed=6))
+    init = simple_images(3)
+    assert torch.equal(gen.generate(emb, init_images=init, strength=0.0), init)
+    assert gen.img2img_scales(0.1) == len(PATCHES) and gen.img2img_scales(0.5) == 2
+    kept = gen.generate(emb, init_images=init, strength=0.1)  # all scales kept: the init's tokens
+    assert torch.allclose(kept, gen.tokenizer.decode_tokens(gen.tokenizer.encode_tokens(init)), atol=1e-6)
+    latents = gen.autoencoder.encode(init)
+    assert latents.shape == (3, 4, 8, 8) and gen.autoencoder.decode(latents).shape == (3, 3, 8, 8)
+    assert gen.describe()["condition_trained"] is False
+    assert set(gen.parameter_counts()) == {"tokenizer", "transformer"}
+
+
+def test_var_d16_stage2_checkpoint_has_a_trained_condition(tmp_path, caplog):
+    from mindsight.generate.base import load_generator
+
+    shapes = official_var_shapes(2, 32, 2, 32, 4, PATCHES)
+    del shapes["class_emb.weight"]
+    shapes.update({"embed_proj.weight": (32, 16), "embed_proj.bias": (32,)})
+    tiny_official_files(tmp_path, var_shapes=shapes)
+    gen = load_generator("var-d16", var_weights=str(tmp_path / "var_d16.pth"), **TINY_GEN)
+    assert gen.condition_trained
+    with caplog.at_level("WARNING", logger="mindsight"):
+        gen.generate(torch.randn(1, 16))
+    assert "untrained" not in caplog.text

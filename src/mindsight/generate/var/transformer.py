@@ -243,7 +243,8 @@ class VARTransformer(nn.Module):
             nn.init.trunc_normal_(p.data, std=std)
         self.shared_ada_lin = (nn.Sequential(nn.SiLU(), SharedAdaLin(dim, 6 * dim))
                                if cfg.shared_aln else nn.Identity())
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        # stochastic depth rising linearly from 0 to drop_path_rate over the blocks
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(AdaLNSelfAttn(cfg, rates[i]) for i in range(cfg.depth))
         self.head_nm = AdaLNBeforeHead(dim, cfg.norm_eps)
         self.head = nn.Linear(dim, cfg.vocab_size)
