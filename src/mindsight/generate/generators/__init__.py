@@ -1,6 +1,8 @@
-"""Generators register themselves on import: ``builtin`` (offline, CPU) and ``sdxl-ip-adapter``."""
+"""Generators register themselves on import: ``builtin`` (offline, CPU), ``sdxl-ip-adapter``
+and ``var-d16``."""
 
 from mindsight.generate.generators import (
     builtin,  # noqa: F401
     sdxl,  # noqa: F401
+    var_d16,  # noqa: F401
 )
