@@ -77,8 +77,8 @@ class VarTrainConfig:
     exemplars: int = 3  # pictures per concept (as train_builtin: the rendered set is shared)
     render_size: int = 128
     max_concepts: int | None = None  # None: every non-reserved concept
-    tokenizer_steps: int = 900
-    var_steps: int = 2200
+    tokenizer_steps: int = 800
+    var_steps: int = 1800
     tokenizer_batch_size: int = 16
     var_batch_size: int = 32
     tokenizer_lr: float = 1e-3
