@@ -173,7 +173,7 @@ def test_generators_declare_what_they_need():
     assert all(generator_class(n).weights_option for n in generator_names())
 
     class Partial(Generator):
-        name, offline = "partial", True
+        name, offline, finetunes = "partial", True, False
 
         @classmethod
         def load(cls, device="cpu", checkpoint=None):

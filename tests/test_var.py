@@ -387,3 +387,25 @@ def test_var_d16_stage2_checkpoint_has_a_trained_condition(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="mindsight"):
         gen.generate(torch.randn(1, 16))
     assert "untrained" not in caplog.text
+
+
+def test_var_d16_is_fine_tuned_by_avde_stage_2(tmp_path, caplog):
+    """var-d16 declares finetunes: stage 2 trains its condition map on (embedding, picture)
+    pairs, after which it no longer warns that the map is untrained."""
+    from mindsight.generate.base import load_generator
+    from mindsight.generate.finetune import FinetuneConfig
+
+    tiny_official_files(tmp_path)
+    gen = load_generator("var-d16", var_weights=str(tmp_path), **TINY_GEN)
+    assert gen.finetunes and not gen.condition_trained
+    imgs, cond = simple_images(6), torch.randn(6, 16)
+    before = gen.transformer.embed_proj.weight.detach().clone()
+    # validated on its own pairs, so that a better validation loss (the kept weights) is reached
+    gen.finetune(cond, imgs, cond, imgs, config=FinetuneConfig(train="condition", epochs=3, batch_size=6,
+                                                                 lr=3e-2, cond_drop=0.0))
+    assert gen.condition_trained
+    assert not torch.equal(before, gen.transformer.embed_proj.weight)
+    assert set(gen.finetuned_state()) == {"transformer.embed_proj.weight", "transformer.embed_proj.bias"}
+    with caplog.at_level("WARNING", logger="mindsight"):
+        gen.generate(cond[:2])
+    assert "untrained" not in caplog.text

@@ -60,6 +60,7 @@ Trials = _choices("Trials", TRIAL_MODES)
 TestSet = _choices("TestSet", TEST_SETS)
 Preset = _choices("Preset", PRESETS)
 Difficulty = _choices("Difficulty", DIFFICULTY)
+GeneratorKind = _choices("GeneratorKind", ("diffusion", "var"))
 
 
 def _progress_option(value: bool | None) -> bool | None:
@@ -425,7 +426,11 @@ def reconstruct(
     generator: Annotated[str, typer.Option(help="Stage II generator; see `mindsight models`.")] = "builtin",
     out: Annotated[Path | None, typer.Option(help="Output folder [RUN_DIR/reconstruction/GENERATOR].")] = None,
     fold: Annotated[str | None, typer.Option(help="Fold to reconstruct, e.g. sub-01_seed-0 \\[first].")] = None,
-    prior: Annotated[bool, typer.Option(help="Stage I diffusion prior (else the EEG embedding conditions directly).")] = True,
+    prior: Annotated[bool | None, typer.Option("--prior/--no-prior", help="Stage I diffusion prior (else the EEG embedding conditions directly) \\[on unless --finetune].", show_default=False)] = None,
+    finetune: Annotated[bool | None, typer.Option("--finetune/--no-finetune", help="AVDE's stage 2: fine-tune the generator's condition map on the fold's (EEG embedding, image) training pairs \\[on for generators that can, e.g. builtin-var].", show_default=False)] = None,
+    finetune_train: Annotated[str | None, typer.Option(help="Stage 2 trains 'all' (the transformer, as AVDE) or 'condition' (the condition map only) \\[all].")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Stage 2 epochs at most (validation concepts stop it early) \\[20].")] = None,
+    finetune_lr: Annotated[float | None, typer.Option(help="Stage 2 learning rate \\[1e-4].")] = None,
     lowlevel: Annotated[bool, typer.Option(help="Low-level pathway: blurry image from EEG → img2img.")] = True,
     postprocess: Annotated[bool, typer.Option(help="Re-standardise predicted latents to training statistics.")] = False,
     strength: Annotated[float, typer.Option(help="img2img strength (1 = ignore the blurry image).")] = 0.8,
@@ -443,11 +448,15 @@ def reconstruct(
     """Reconstruct the test images of a run (prior → low-level → generator) and score them."""
     from mindsight.embed.base import resolve_device
     from mindsight.generate.base import weights_options
+    from mindsight.generate.finetune import FinetuneConfig
     from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
 
+    tuned = {k: v for k, v in (("train", finetune_train), ("epochs", finetune_epochs), ("lr", finetune_lr))
+             if v is not None}
     rc = ReconstructConfig(generator=generator, fold=fold, prior=prior, lowlevel=lowlevel,
                            postprocess=postprocess, strength=strength, steps=steps, guidance_scale=guidance,
-                           seed=seed, max_images=max_images)
+                           seed=seed, max_images=max_images, finetune=finetune,
+                           finetune_config=FinetuneConfig(**tuned))
     if prior_steps is not None:
         rc.prior_config.steps = prior_steps
     if prior_guidance is not None:
@@ -468,32 +477,50 @@ def reconstruct(
 
 @app.command("train-generator")
 def train_generator(
-    out: Annotated[Path, typer.Option(help="Work folder (rendered set, resumable checkpoint, result).")] = Path("runs/generator"),
-    ae_steps: Annotated[int | None, typer.Option(help="Autoencoder training steps.")] = None,
-    diffusion_steps: Annotated[int | None, typer.Option(help="Latent diffusion training steps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Work folder (rendered set, resumable checkpoint, result) \\[runs/generator; --kind var: runs/generator-var].", show_default=False)] = None,
+    kind: Annotated[GeneratorKind, typer.Option(help="diffusion: the `builtin` generator; var: `builtin-var` (VAR).")] = GeneratorKind.diffusion,
+    ae_steps: Annotated[int | None, typer.Option(help="Autoencoder training steps (diffusion).")] = None,
+    diffusion_steps: Annotated[int | None, typer.Option(help="Latent diffusion training steps (diffusion).")] = None,
+    tokenizer_steps: Annotated[int | None, typer.Option(help="VQ tokenizer training steps (var) \\[800].")] = None,
+    var_steps: Annotated[int | None, typer.Option(help="VAR transformer training steps (var) \\[1800].")] = None,
     exemplars: Annotated[int | None, typer.Option(help="Pictures per concept.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (var: of the transformer; the tokenizer's is half).")] = None,
     device: DeviceOption = Device.auto,
     install: Annotated[bool, typer.Option(help="Copy the result over the packaged weights.")] = False,
     progress: Progress = None,
 ) -> None:
-    """Train the built-in generator from scratch on rendered stimuli (resumes an interrupted run)."""
+    """Train an offline generator from scratch on rendered stimuli (resumes an interrupted run)."""
     import shutil
 
     from mindsight.embed.base import resolve_device
-    from mindsight.generate.generators.builtin import shipped_weights
-    from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
 
-    cfg = GeneratorTrainConfig()
-    for key, val in (("ae_steps", ae_steps), ("diffusion_steps", diffusion_steps),
-                     ("exemplars", exemplars), ("batch_size", batch_size)):
-        if val is not None:
-            setattr(cfg, key, val)
-    path = train_builtin(out, cfg, device=resolve_device(device.value))
+    dev = resolve_device(device.value)
+    if _value(kind) == "var":
+        from mindsight.generate.generators.builtin_var import shipped_var_weights as shipped
+        from mindsight.generate.train_var import VarTrainConfig, train_var
+
+        vcfg = VarTrainConfig()
+        for key, val in (("tokenizer_steps", tokenizer_steps), ("var_steps", var_steps), ("exemplars", exemplars),
+                         ("var_batch_size", batch_size),
+                         ("tokenizer_batch_size", None if batch_size is None else max(1, batch_size // 2))):
+            if val is not None:
+                setattr(vcfg, key, val)
+        path, name = train_var(out or Path("runs/generator-var"), vcfg, device=dev), "builtin-var"
+    else:
+        from mindsight.generate.generators.builtin import shipped_weights as shipped
+        from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+
+        cfg = GeneratorTrainConfig()
+        for key, val in (("ae_steps", ae_steps), ("diffusion_steps", diffusion_steps),
+                         ("exemplars", exemplars), ("batch_size", batch_size)):
+            if val is not None:
+                setattr(cfg, key, val)
+        path, name = train_builtin(out or Path("runs/generator"), cfg, device=dev), "builtin"
     if install:
-        shutil.copyfile(path, shipped_weights())
-    console.print(f"generator weights → {path}" + (f" (installed as {shipped_weights()})" if install else
-                                                    f"\nuse them: mindsight reconstruct RUN_DIR --weights {path}"))
+        shutil.copyfile(path, shipped())
+    console.print(f"generator weights → {path}" + (f" (installed as {shipped()})" if install else
+                                                    f"\nuse them: mindsight reconstruct RUN_DIR --generator {name} "
+                                                    f"--weights {path}"))
 
 
 def _print_summary(summary: Summary) -> None:

@@ -4,8 +4,11 @@ Everything is fitted on the fold's *training* images only (the prior and the low
 the fold's validation concepts select their epoch and regularisation), then applied once to the
 test EEG. Three sets of pictures are scored against the seen images with the same metrics:
 
-- ``reconstructed``: EEG → (prior) → generator, img2img from the low-level blurry image;
-- ``upper_bound``: the generator given the *true* image embedding of each test image;
+- ``reconstructed``: EEG → (prior) → generator, img2img from the low-level blurry image; or,
+  with ``finetune`` (AVDE's stage 2, generators that declare ``finetunes``), EEG → the generator
+  whose condition map was fine-tuned on the fold's (brain embedding, image) training pairs;
+- ``upper_bound``: the generator given the *true* image embedding of each test image (with
+  ``finetune``: the generator *before* fine-tuning, the one that was trained on image embeddings);
 - ``chance``: random training images (what any picture of the domain scores).
 
 Output (default ``RUN_DIR/reconstruction/<generator>/``): ``seen/``, ``reconstructed/``,
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,10 @@ import numpy as np
 import torch
 
 from mindsight._atomic import atomic_path, write_json
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError, DataFormatError
 from mindsight.evaluate.reconstruction import load_images
 from mindsight.generate.base import Generator, load_generator
+from mindsight.generate.finetune import FinetuneConfig
 from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
 from mindsight.generate.prior import DiffusionPrior, PriorConfig
@@ -37,6 +41,7 @@ from mindsight.output import logger
 from mindsight.run import Run
 
 PRIOR_VERSION = 2  # bump when the prior's fitting changes, so cached priors are refitted
+FINETUNE_VERSION = 1  # the same for cached stage-2 fine-tunings
 
 
 @dataclass
@@ -46,7 +51,10 @@ class ReconstructConfig:
     generator: str = "builtin"
     generator_options: dict[str, Any] = field(default_factory=dict)  # e.g. weights=, model_id=
     fold: str | None = None  # default: the run's first fold
-    prior: bool = True
+    # AVDE's stage 2; None: on for generators that declare finetunes (then no prior, as AVDE)
+    finetune: bool | None = None
+    finetune_config: FinetuneConfig = field(default_factory=FinetuneConfig)
+    prior: bool | None = None  # None: on unless the generator is fine-tuned
     prior_config: PriorConfig = field(default_factory=PriorConfig)
     lowlevel: bool = True
     postprocess: bool = False  # Benchetrit et al.'s latent re-standardisation
@@ -76,6 +84,21 @@ def save_images(images: torch.Tensor, folder: Path, names: list[str]) -> None:
             Image.fromarray(a).save(tmp, format="PNG")
 
 
+def resolve_conditioning(rc: ReconstructConfig, gen: type[Generator] | Generator) -> ReconstructConfig:
+    """``rc`` with ``finetune`` and ``prior`` decided: fine-tuning is on by default for generators
+    that declare ``finetunes``; the prior by default when there is no fine-tuning. A fine-tuned
+    generator takes brain embeddings, so it cannot also take the prior's image embeddings."""
+    finetune = gen.finetunes if rc.finetune is None else rc.finetune
+    if finetune and not gen.finetunes:
+        raise ConfigError(f"generator {gen.name!r} cannot be fine-tuned on brain embeddings (finetunes = False); "
+                          "drop --finetune or choose a generator that can (`mindsight models`)")
+    prior = (not finetune) if rc.prior is None else rc.prior
+    if finetune and prior:
+        raise ConfigError("--finetune conditions the generator on brain embeddings directly (AVDE's stage 2), "
+                          "so it takes no diffusion prior; use --no-prior or --no-finetune")
+    return replace(rc, finetune=finetune, prior=prior)
+
+
 def _check_space(gen: Generator, image_model: str, run_dir: Path) -> None:
     if gen.embedding_model != image_model:
         raise DataFormatError(
@@ -103,6 +126,7 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     fold_dir, _ = run.trained(fold)
     gen = load_generator(rc.generator, device=device, **rc.generator_options)
     _check_space(gen, cfg.model.image_model, run_dir)
+    rc = resolve_conditioning(rc, gen)
     out = Path(out) if out is not None else run_dir / "reconstruction" / rc.generator
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -133,6 +157,15 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     val_t = trial_tensors(val_rec.average_repetitions(), len(train_feats))
     feats = torch.from_numpy(train_feats.features)
 
+    embedded: dict[str, torch.Tensor] = {}
+
+    def brain_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen brain embeddings of the training and validation trials (computed once)."""
+        if not embedded:
+            embedded["train"], _ = model.embed(train_t.x, train_t.subject, head=head)
+            embedded["val"], _ = model.embed(val_t.x, val_t.subject, head=head)
+        return embedded["train"], embedded["val"]
+
     prior = None
     prior_info: dict[str, Any] | None = None
     if rc.prior:
@@ -146,8 +179,7 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
             prior.cfg = rc.prior_config
             prior_info = meta["info"]
         else:
-            tr_emb, _ = model.embed(train_t.x, train_t.subject, head=head)
-            va_emb, _ = model.embed(val_t.x, val_t.subject, head=head)
+            tr_emb, va_emb = brain_embeddings()
             prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
             prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
                                    seed=rc.seed)
@@ -187,14 +219,27 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     paths = [images["test"].paths[i] for i in idx.tolist()]
     names = [p.stem for p in paths]
 
+    true_emb = torch.from_numpy(test_feats.features)[idx]
+    # the upper bound comes first: with stage 2 it is the generator before fine-tuning
+    upper = gen.generate(true_emb, strength=1.0, guidance_scale=rc.guidance_scale, steps=rc.steps, seed=rc.seed)
+
+    finetune_info: dict[str, Any] | None = None
+    cond_emb = brain_emb
+    if rc.finetune:
+        t0 = time.perf_counter()
+        tr_emb, va_emb = brain_embeddings()
+        to_image_scale = _statistics_map(tr_emb, feats[train_t.image], rc.finetune_config.match_statistics)
+        finetune_info = _finetuned(gen, rc, fold_dir, fold.name, head, to_image_scale(tr_emb), train_t.image,
+                                   to_image_scale(va_emb), val_t.image, images["train"].paths)
+        cond_emb = to_image_scale(brain_emb)
+        timings["finetune_s"] = time.perf_counter() - t0
+
     pipe = ReconstructionPipeline(gen, prior, lowlevel, strength=rc.strength, guidance_scale=rc.guidance_scale,
                                   steps=rc.steps, postprocess=rc.postprocess)
     t0 = time.perf_counter()
-    result = pipe(brain_emb, scaled(x), seed=rc.seed)
+    result = pipe(cond_emb, scaled(x), seed=rc.seed)
     timings["reconstruct_s"] = time.perf_counter() - t0
     timings["per_image_s"] = timings["reconstruct_s"] / len(names)
-    true_emb = torch.from_numpy(test_feats.features)[idx]
-    upper = gen.generate(true_emb, strength=1.0, guidance_scale=rc.guidance_scale, steps=rc.steps, seed=rc.seed)
     rng = np.random.default_rng(rc.seed)
     chance_paths = [images["train"].paths[i] for i in rng.choice(len(images["train"]), len(names), replace=False)]
 
@@ -220,6 +265,8 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
         "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "brain_head": head, "n_images": len(names),
         "config": rc.to_dict(), "generator": gen.describe(),
         "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
+        "finetune": finetune_info,
+        "conditioning": _conditioning(rc, head),
         "lowlevel": low_info,
         "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
         "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings),
@@ -245,13 +292,65 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
                          n=rc.n_grid)
     timings["total_s"] = time.perf_counter() - t_start
     report["protocol"] = {
-        "fitted_on": "the fold's training images (prior, low-level decoder); validation concepts select them",
+        "fitted_on": "the fold's training images (prior, low-level decoder, stage-2 fine-tuning); "
+                     "validation concepts select them",
         "test": "repetition-averaged test EEG, read once", "chance": "random training images",
-        "upper_bound": "the generator given each test image's true embedding",
+        "upper_bound": "the generator given each test image's true embedding"
+                       + (" (before stage-2 fine-tuning: the generator trained on image embeddings)"
+                          if rc.finetune else ""),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(out / "reconstruction.json", report)
     return report
+
+
+def _conditioning(rc: ReconstructConfig, head: str) -> str:
+    """What conditioned the generator, in words (reconstruction.json)."""
+    if rc.finetune:
+        scale = (", mapped per dimension to the training image embeddings' mean and std"
+                 if rc.finetune_config.match_statistics else "")
+        return (f"the brain embeddings ({head} head){scale}, through the generator's condition map fine-tuned "
+                f"on the fold's training trials (AVDE's stage 2, trained part: {rc.finetune_config.train})")
+    if rc.prior:
+        return f"image embeddings sampled by the diffusion prior from the brain embeddings ({head} head)"
+    return f"the brain embeddings ({head} head) as image embeddings"
+
+
+def _statistics_map(brain: torch.Tensor, image: torch.Tensor, on: bool) -> Any:
+    """Brain embeddings → the image embeddings' per-dimension mean and std (fitted on the training
+    trials), or unchanged: the start of stage 2 then sees inputs of the scale it was trained on."""
+    if not on:
+        return lambda e: e.float()
+    b_mean, b_std = brain.float().mean(0).cpu(), brain.float().std(0).clamp_min(1e-6).cpu()
+    i_mean, i_std = image.float().mean(0).cpu(), image.float().std(0).cpu()
+    return lambda e: (e.float().cpu() - b_mean) / b_std * i_std + i_mean
+
+
+def _finetuned(gen: Generator, rc: ReconstructConfig, fold_dir: Path, fold: str, head: str,
+               train_cond: torch.Tensor, train_image: torch.Tensor, val_cond: torch.Tensor,
+               val_image: torch.Tensor, paths: list[Path]) -> dict[str, Any]:
+    """Fine-tune ``gen`` on the fold's training pairs (validation concepts select the epoch), or
+    load the result of an earlier identical job (``finetune-<generator>-<key>.safetensors``)."""
+    from mindsight.evaluate.reconstruction import resize_square
+    from mindsight.train.checkpoint import load_tensors, save_tensors
+
+    key = _fingerprint({"cfg": rc.finetune_config.to_dict(), "fold": fold, "seed": rc.seed, "head": head,
+                        "generator": rc.generator, "options": rc.generator_options,
+                        "weights": gen.describe().get("training"), "version": FINETUNE_VERSION})
+    path = fold_dir / f"finetune-{rc.generator}-{key}.safetensors"
+    if path.is_file():
+        tensors, meta = load_tensors(path)
+        gen.load_finetuned_state(tensors, meta["info"])
+        return meta["info"]
+    used = sorted(set(train_image.tolist()) | set(val_image.tolist()))
+    pictures = torch.zeros(len(paths), 3, gen.image_size, gen.image_size)  # only the used rows are filled
+    for start in range(0, len(used), 256):
+        rows = used[start : start + 256]
+        pictures[rows] = resize_square(load_images([paths[i] for i in rows]), gen.image_size).clamp(0, 1)
+    info = gen.finetune(train_cond, pictures[train_image], val_cond, pictures[val_image],
+                        config=rc.finetune_config, seed=rc.seed)
+    save_tensors(path, gen.finetuned_state(), {"info": info})
+    return info
 
 
 def _top5(emb: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,7 @@ class BuiltinGenerator(Generator):
     name = "builtin"
     offline = True
     weights_option = "weights"  # a .safetensors file written by `mindsight train-generator`
+    finetunes = False  # conditions on image embeddings only (no AVDE stage 2)
 
     def __init__(self, cfg: BuiltinConfig, ae: ConvAutoencoder, unet: LatentUNet,
                  device: str = "cpu", record: dict[str, Any] | None = None) -> None:

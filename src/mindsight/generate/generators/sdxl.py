@@ -168,6 +168,7 @@ class SdxlIpAdapter(Generator):
 
     offline = False  # the pipeline and the IP-Adapter come from the Hugging Face hub
     weights_option = "model_id"  # `--weights` names the SDXL pipeline: hub id or local folder
+    finetunes = False  # IP-Adapter conditioning is not re-fitted on brain embeddings
 
     def __init__(
         self, name: str, *, device: str = "cpu", config: str | dict | None = None,

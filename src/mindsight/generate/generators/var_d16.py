@@ -33,6 +33,7 @@ from torch import nn
 from mindsight.errors import ConfigError, DataFormatError, MissingFileError, WeightsUnavailableError
 from mindsight.evaluate.reconstruction import resize_square
 from mindsight.generate.base import GENERATORS, Autoencoder, Generator
+from mindsight.generate.finetune import VarFinetuning
 from mindsight.generate.var.official import (
     HUB_REPO,
     TOKENIZER_FILE,
@@ -124,12 +125,13 @@ def _download(repo: str, filename: str) -> Path:
     description="VAR-d16 next-scale prediction conditioned on 1024-d CLIP ViT-H-14 embeddings "
                 "through AVDE's Linear map (256 px); official FoundationVision/var weights",
 )
-class VarD16(Generator):
+class VarD16(VarFinetuning, Generator):
     """VAR-d16 + VAR's tokenizer, conditioned as AVDE: see the module docstring."""
 
     name = "var-d16"
     offline = False  # the official weights come from the Hugging Face hub unless given locally
     weights_option = "var_weights"
+    finetunes = True  # AVDE's stage 2 trains embed_proj (and the transformer) on brain embeddings
 
     def __init__(self, tokenizer: MultiScaleVQVAE, var: VARTransformer, *, device: str = "cpu",
                  embedding_model: str = "clip-vit-h-14", guidance_scale: float = 4.0,
@@ -142,7 +144,7 @@ class VarD16(Generator):
                               "vocab_size or z_channels; load both with matching configs")
         self.device = str(device)
         self.tokenizer = tokenizer.to(self.device).eval()
-        self.var = var.to(self.device).eval()
+        self.transformer = var.to(self.device).eval()
         self.embedding_model = embedding_model
         self.embedding_dim = var.cfg.cond_dim
         self.image_size = tokenizer.cfg.image_size
@@ -150,7 +152,7 @@ class VarD16(Generator):
         self.guidance_scale, self.top_k, self.top_p = float(guidance_scale), int(top_k), float(top_p)
         self.batch_size = int(batch_size)
         self.reports = reports or {}
-        self.condition_trained = condition_trained(self.reports["var"]) if "var" in self.reports else True
+        self._loaded_trained = condition_trained(self.reports["var"]) if "var" in self.reports else True
 
     @classmethod
     def load(cls, device: str = "cpu", var_weights: str | Path = HUB_REPO,
@@ -171,8 +173,13 @@ class VarD16(Generator):
                    guidance_scale=guidance_scale, top_k=top_k, top_p=top_p,
                    batch_size=batch_size, reports={"tokenizer": tok_report, "var": var_report})
 
+    @property
+    def condition_trained(self) -> bool:
+        """Whether embed_proj holds trained weights: from the file, or from stage 2."""
+        return self._loaded_trained or self.finetune_info is not None
+
     def modules(self) -> dict[str, nn.Module]:
-        return {"tokenizer": self.tokenizer, "transformer": self.var}
+        return {"tokenizer": self.tokenizer, "transformer": self.transformer}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "condition_trained": self.condition_trained,
@@ -214,7 +221,7 @@ class VarD16(Generator):
             if keep:
                 tokens = self.tokenizer.encode_tokens(init[start : start + self.batch_size].to(self.device))
                 prefix = tokens[:keep]
-            tokens = self.var.generate(cond, self.tokenizer, guidance_scale=guidance,
+            tokens = self.transformer.generate(cond, self.tokenizer, guidance_scale=guidance,
                                        top_k=self.top_k, top_p=self.top_p, seed=seed + start,
                                        prefix=prefix)
             out.append(self.tokenizer.decode_tokens(tokens).float().cpu())
