@@ -61,6 +61,7 @@ TestSet = _choices("TestSet", TEST_SETS)
 Preset = _choices("Preset", PRESETS)
 Difficulty = _choices("Difficulty", DIFFICULTY)
 GeneratorKind = _choices("GeneratorKind", ("diffusion", "var"))
+FinetunePart = _choices("FinetunePart", ("all", "condition"))  # mindsight.generate.finetune.TRAINED_PARTS
 
 
 def _progress_option(value: bool | None) -> bool | None:
@@ -428,7 +429,7 @@ def reconstruct(
     fold: Annotated[str | None, typer.Option(help="Fold to reconstruct, e.g. sub-01_seed-0 \\[first].")] = None,
     prior: Annotated[bool | None, typer.Option("--prior/--no-prior", help="Stage I diffusion prior (else the EEG embedding conditions directly) \\[on unless --finetune].", show_default=False)] = None,
     finetune: Annotated[bool | None, typer.Option("--finetune/--no-finetune", help="AVDE's stage 2: fine-tune the generator's condition map on the fold's (EEG embedding, image) training pairs \\[on for generators that can, e.g. builtin-var].", show_default=False)] = None,
-    finetune_train: Annotated[str | None, typer.Option(help="Stage 2 trains 'all' (the transformer, as AVDE) or 'condition' (the condition map only) \\[all].")] = None,
+    finetune_train: Annotated[FinetunePart | None, typer.Option(help="Stage 2 trains 'all' (the transformer, as AVDE) or 'condition' (the condition map only) \\[all].")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="Stage 2 epochs at most (validation concepts stop it early) \\[20].")] = None,
     finetune_lr: Annotated[float | None, typer.Option(help="Stage 2 learning rate \\[1e-4].")] = None,
     lowlevel: Annotated[bool, typer.Option(help="Low-level pathway: blurry image from EEG → img2img.")] = True,
@@ -451,7 +452,7 @@ def reconstruct(
     from mindsight.generate.finetune import FinetuneConfig
     from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
 
-    tuned = {k: v for k, v in (("train", finetune_train), ("epochs", finetune_epochs), ("lr", finetune_lr))
+    tuned = {k: v for k, v in (("train", _value(finetune_train)), ("epochs", finetune_epochs), ("lr", finetune_lr))
              if v is not None}
     rc = ReconstructConfig(generator=generator, fold=fold, prior=prior, lowlevel=lowlevel,
                            postprocess=postprocess, strength=strength, steps=steps, guidance_scale=guidance,
