@@ -267,7 +267,7 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
         "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
         "finetune": finetune_info,
         "conditioning": _conditioning(rc, head),
-        "lowlevel": low_info,
+        "lowlevel": None if lowlevel is None else {**low_info, "parameters": lowlevel.n_parameters()},
         "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
         "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings),
                            "n_way": len(all_test)},
