@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write  # noqa: E402
+from common import rate, write  # noqa: E402
 
 from mindsight.generate.base import load_generator  # noqa: E402
 from mindsight.generate.prior import DiffusionPrior, PriorConfig  # noqa: E402
@@ -28,16 +27,6 @@ from mindsight.generate.prior import DiffusionPrior, PriorConfig  # noqa: E402
 # AVDE paper draws (the real weights cannot be loaded on machines without hub access).
 SDXL_PUBLISHED = {"unet": 2_567_000_000, "text_encoders": 817_000_000, "vae": 83_650_000,
                   "ip_adapter_vit_h": 22_000_000, "image_encoder_vit_h14": 632_000_000}
-
-
-def _rate(fn, n: int, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
 
 
 def main() -> None:
@@ -50,8 +39,8 @@ def main() -> None:
     init = torch.rand(args.batch, 3, 64, 64)
     results: dict = {"builtin": {
         "parameters": gen.parameter_counts(),
-        "images_per_s": round(_rate(lambda: gen.generate(emb, steps=25), args.batch, args.repeats), 2),
-        "images_per_s_img2img_0.8": round(_rate(lambda: gen.generate(emb, init_images=init, strength=0.8, steps=25),
+        "images_per_s": round(rate(lambda: gen.generate(emb, steps=25), args.batch, args.repeats), 2),
+        "images_per_s_img2img_0.8": round(rate(lambda: gen.generate(emb, init_images=init, strength=0.8, steps=25),
                                                 args.batch, args.repeats), 2),
         "settings": "25 DDIM steps, guidance 3 (two U-Net passes per step), 64 px",
     }}
@@ -59,7 +48,7 @@ def main() -> None:
     prior.stats = {k: torch.zeros_like(v) + (1.0 if "std" in k else 0.0) for k, v in prior.stats.items()}
     cond = torch.randn(200, 1280)
     results["prior"] = {"parameters": prior.n_parameters(),
-                        "embeddings_per_s": round(_rate(lambda: prior.sample(cond), 200, args.repeats), 1),
+                        "embeddings_per_s": round(rate(lambda: prior.sample(cond), 200, args.repeats), 1),
                         "settings": "50 DDIM steps, guidance 3, 1280-d"}
     total_builtin = sum(results["builtin"]["parameters"].values()) + results["prior"]["parameters"]
     total_sdxl = sum(SDXL_PUBLISHED.values())
@@ -69,7 +58,7 @@ def main() -> None:
         try:
             turbo = load_generator("sdxl-turbo-ip-adapter", device="cuda")
             e = torch.randn(4, turbo.embedding_dim)
-            results["sdxl_turbo_gpu"] = {"images_per_s": round(_rate(lambda: turbo.generate(e), 4, args.repeats), 3),
+            results["sdxl_turbo_gpu"] = {"images_per_s": round(rate(lambda: turbo.generate(e), 4, args.repeats), 3),
                                          "parameters": turbo.parameter_counts()}
         except Exception as exc:  # weights not cached: say so in the results
             results["sdxl_turbo_gpu"] = {"error": str(exc)[:300]}

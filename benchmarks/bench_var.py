@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write  # noqa: E402
+from common import rate, write  # noqa: E402
 
 from mindsight.generate.base import load_generator  # noqa: E402
 from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run  # noqa: E402
@@ -42,16 +41,6 @@ PIPELINES: dict[str, dict[str, Any]] = {
 SHOWN = ("pixcorr", "ssim", "lite0_2way", "alexnet2", "alexnet5", "inception", "clip", "effnet", "swav")
 
 
-def _rate(fn, n: int, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
-
-
 def speed(batch: int, repeats: int) -> dict[str, Any]:
     """Images per second of each generator (its default sampling settings) and its parameters."""
     out = {}
@@ -61,8 +50,8 @@ def speed(batch: int, repeats: int) -> dict[str, Any]:
         init = torch.rand(batch, 3, gen.image_size, gen.image_size)
         out[name] = {
             "parameters": gen.parameter_counts(),
-            "images_per_s": round(_rate(lambda g=gen, e=emb: g.generate(e), batch, repeats), 2),
-            "images_per_s_img2img_0.8": round(_rate(lambda g=gen, e=emb, i=init: g.generate(
+            "images_per_s": round(rate(lambda g=gen, e=emb: g.generate(e), batch, repeats), 2),
+            "images_per_s_img2img_0.8": round(rate(lambda g=gen, e=emb, i=init: g.generate(
                 e, init_images=i, strength=0.8), batch, repeats), 2),
         }
     return out

@@ -28,3 +28,17 @@ def write(name: str, report: dict) -> Path:
     path.write_text(json.dumps({**machine(), **report}, indent=2) + "\n")
     print(f"results written to {path}")
     return path
+
+
+def rate(fn, n: int, repeats: int) -> float:
+    """Items per second of ``fn`` (which handles ``n`` items): the best of ``repeats`` timed calls
+    after one warm-up call."""
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,12 +75,29 @@ class _NoteFormatter(logging.Formatter):
         return f"{label}: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the stream that was
+    current when the CLI first ran: a caller that swaps standard error (a test runner, a
+    notebook) then gets the notes, and a closed former stream is never written to."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the base class sets it; the current stderr always wins
+        pass
+
+
 def enable_console(level: int = logging.INFO) -> None:
     """Print mindsight's records as ``note: ...`` lines on standard error (the CLI calls this)."""
     if any(getattr(h, "_mindsight_console", False) for h in logger.handlers):
         logger.setLevel(level)
         return
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(_NoteFormatter())
     handler._mindsight_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

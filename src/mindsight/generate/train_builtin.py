@@ -108,6 +108,15 @@ def _lr(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, rate: float) -> None:
+    """One step of the exponential moving average of ``model``'s weights in ``ema``, with the
+    usual warm-up (the decay grows as (1 + step) / (10 + step) up to ``rate``; 0: a copy)."""
+    decay = 0.0 if rate <= 0 else min(rate, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(p, 1 - decay)
+
+
 def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, device: str = "cpu",
                   resume: bool = True) -> Path:
     """Train (or resume) the built-in generator in ``work``; returns ``work/builtin.safetensors``.
@@ -187,10 +196,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             opt_unet.step()
-            decay = min(cfg.ema, (1 + k) / (10 + k))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                    pe.lerp_(p, 1 - decay)
+            ema_update(ema, unet, k, cfg.ema)
             state["diffusion_losses"].append(loss.item())
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t0

@@ -38,7 +38,12 @@ import torch.nn.functional as F
 from mindsight.errors import ConfigError
 from mindsight.generate.finetune import image_tokens
 from mindsight.generate.networks import BuiltinConfig
-from mindsight.generate.train_builtin import GeneratorTrainConfig, _lr, build_training_set
+from mindsight.generate.train_builtin import (
+    GeneratorTrainConfig,
+    _lr,
+    build_training_set,
+    ema_update,
+)
 from mindsight.generate.var.tokenizer import MultiScaleVQVAE, TokenizerConfig
 from mindsight.generate.var.transformer import VARConfig, VARTransformer
 from mindsight.output import logger, progress_bar
@@ -211,10 +216,7 @@ def train_var(work: str | Path, cfg: VarTrainConfig | None = None, *, device: st
             loss.backward()
             torch.nn.utils.clip_grad_norm_(var.parameters(), cfg.grad_clip)
             opt_var.step()
-            decay = 0.0 if cfg.ema <= 0 else min(cfg.ema, (1 + k) / (10 + k))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), var.parameters(), strict=True):
-                    pe.lerp_(p, 1 - decay)
+            ema_update(ema, var, k, cfg.ema)
             state["var_losses"].append(loss.item())
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t0
