@@ -86,7 +86,7 @@ def test_generation_is_seeded_and_img2img_keeps_the_coarse_scales(tiny_weights):
         torch.nn.functional.interpolate(init, size=16, mode="bilinear", antialias=True).clamp(0, 1)))
     torch.testing.assert_close(gen.generate(emb, init_images=init, strength=0.0), own, atol=1e-5, rtol=0)
     # strength 0.5 keeps round(0.5 · 3) = 2 of the 3 scales: the 2 coarse token maps are the init's
-    from mindsight.generate.generators.builtin_var import keep_scales
+    from mindsight.generate.var.img2img import keep_scales
 
     assert keep_scales(0.5, 3) == 2 and keep_scales(1.0, 3) == 0 and keep_scales(0.0, 7) == 7
     with pytest.raises(DataFormatError, match="1280-d"):

@@ -148,7 +148,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
-        return _build(cls, raw or {}, source).validate()
+        return build_dataclass(cls, raw or {}, source).validate()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunConfig:
@@ -199,7 +199,9 @@ def load_preset(name: str) -> RunConfig:
     return RunConfig.load(path)
 
 
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+def build_dataclass(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """``cls(**raw)`` for a configuration dataclass, refusing unknown keys in one line (naming
+    ``where`` and the valid keys) and reading numbers written as text as the field's type."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -212,7 +214,7 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for name, value in raw.items():
         sub = _SECTIONS.get((cls, name))
-        kwargs[name] = (_build(sub, value, f"{where}:{name}") if sub
+        kwargs[name] = (build_dataclass(sub, value, f"{where}:{name}") if sub
                         else _coerce(value, str(fields[name].type), f"{where}:{name}"))
     return cls(**kwargs)
 

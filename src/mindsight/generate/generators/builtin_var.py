@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from mindsight.errors import DataFormatError, MissingFileError
-from mindsight.generate.base import GENERATORS, Autoencoder, Generator
+from mindsight.generate.base import GENERATORS, Generator
 from mindsight.generate.finetune import VarFinetuning
-from mindsight.generate.generators.builtin import resize
+from mindsight.generate.var.img2img import TokenizerAutoencoder, as_pictures, keep_scales
 from mindsight.generate.var.tokenizer import MultiScaleVQVAE, TokenizerConfig
 from mindsight.generate.var.transformer import VARConfig, VARTransformer
 from mindsight.output import logger
@@ -34,35 +34,6 @@ from mindsight.train.checkpoint import load_tensors
 def shipped_var_weights() -> Path:
     """Where the packaged weights of ``builtin-var`` live."""
     return Path(str(resources.files("mindsight.generate") / "weights" / "builtin-var.safetensors"))
-
-
-class TokenizerLatent(Autoencoder):
-    """The tokenizer's continuous latent as the low-level pathway's target: encode = the
-    pre-quantisation latent; decode = multi-scale quantisation, then the decoder."""
-
-    def __init__(self, tokenizer: MultiScaleVQVAE) -> None:
-        self.net = tokenizer
-        cfg = tokenizer.cfg
-        self.image_size = cfg.image_size
-        self.latent_shape = (cfg.z_channels, cfg.latent_size, cfg.latent_size)
-
-    def _device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.encode_latent(resize(images.to(self._device()), self.image_size))
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net.decode_latent(self.net.quantize_latent(latents.to(self._device()).float()))
-
-
-def keep_scales(strength: float, n_scales: int) -> int:
-    """How many of the initial image's scales img2img keeps: round((1 − strength) · K)."""
-    if not 0.0 <= strength <= 1.0:
-        raise DataFormatError(f"img2img strength must be in [0, 1], got {strength}")
-    return round((1.0 - strength) * n_scales)
 
 
 @GENERATORS.register("builtin-var",
@@ -82,7 +53,7 @@ class BuiltinVarGenerator(VarFinetuning, Generator):
         self.embedding_model = embedding_model
         self.embedding_dim = transformer.cfg.cond_dim
         self.image_size = tokenizer.cfg.image_size
-        self.autoencoder = TokenizerLatent(self.tokenizer)
+        self.autoencoder = TokenizerAutoencoder(self.tokenizer)
         self.device = device
         self.record = record or {}
 
@@ -119,7 +90,7 @@ class BuiltinVarGenerator(VarFinetuning, Generator):
             cond = embeddings[start : start + batch_size].float().to(self.device)
             prefix = None
             if keep:
-                init = resize(init_images[start : start + batch_size].to(self.device), self.image_size)
+                init = as_pictures(init_images[start : start + batch_size], self.image_size).to(self.device)
                 prefix = self.tokenizer.encode_tokens(init)[:keep]
             if keep == n_scales:  # strength 0: the initial image's own tokens, decoded
                 out.append(self.tokenizer.decode_tokens(prefix).cpu())

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from mindsight.errors import ConfigError, DataFormatError, MissingFileError, WeightsUnavailableError
-from mindsight.evaluate.reconstruction import resize_square
-from mindsight.generate.base import GENERATORS, Autoencoder, Generator
+from mindsight.generate.base import GENERATORS, Generator
 from mindsight.generate.finetune import VarFinetuning
+from mindsight.generate.var.img2img import TokenizerAutoencoder, as_pictures, keep_scales
 from mindsight.generate.var.official import (
     HUB_REPO,
     TOKENIZER_FILE,
@@ -46,42 +46,6 @@ from mindsight.generate.var.official import (
 from mindsight.generate.var.tokenizer import MultiScaleVQVAE, TokenizerConfig
 from mindsight.generate.var.transformer import VARConfig, VARTransformer
 from mindsight.output import logger
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise DataFormatError(f"images must be (n, 3, height, width), got {tuple(images.shape)}")
-    images = images.float()
-    if images.shape[-2:] != (size, size):
-        images = resize_square(images, size)
-    return images.clamp(0, 1)
-
-
-class TokenizerAutoencoder(Autoencoder):
-    """The tokenizer's continuous latent (before quantisation) as the low-level target space;
-    ``decode`` quantises it over all scales first, as every VAR image is decoded."""
-
-    def __init__(self, tokenizer: MultiScaleVQVAE) -> None:
-        self.tokenizer = tokenizer
-        cfg = tokenizer.cfg
-        self.image_size = cfg.image_size
-        self.latent_shape = (cfg.z_channels, cfg.latent_size, cfg.latent_size)
-
-    def _device(self) -> torch.device:
-        return self.tokenizer.quant_conv.weight.device
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        x = _resize(images, self.image_size).to(self._device())
-        return self.tokenizer.encode_latent(x).to(images.device)
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        if tuple(latents.shape[1:]) != self.latent_shape:
-            raise DataFormatError(f"expected latents (n, {', '.join(map(str, self.latent_shape))}),"
-                                  f" got {tuple(latents.shape)}")
-        f = latents.to(self._device(), torch.float32)
-        return self.tokenizer.decode_latent(self.tokenizer.quantize_latent(f)).to(latents.device)
 
 
 def _resolve(var_weights: str | Path, tokenizer_weights: str | Path | None) -> tuple[Path, Path]:
@@ -187,8 +151,7 @@ class VarD16(VarFinetuning, Generator):
 
     def img2img_scales(self, strength: float) -> int:
         """How many token scales of the initial image img2img keeps."""
-        k = len(self.tokenizer.cfg.patch_nums)
-        return max(0, min(k, round((1 - float(strength)) * k)))
+        return keep_scales(strength, len(self.tokenizer.cfg.patch_nums))
 
     @torch.no_grad()
     def generate(self, embeddings: torch.Tensor, *, init_images: torch.Tensor | None = None,
@@ -209,7 +172,7 @@ class VarD16(VarFinetuning, Generator):
         if init_images is not None:
             if len(init_images) != n:
                 raise DataFormatError(f"{len(init_images)} initial images for {n} embeddings")
-            init = _resize(init_images.cpu(), self.image_size)
+            init = as_pictures(init_images.cpu(), self.image_size)
             if strength <= 0:
                 return init
         keep = self.img2img_scales(strength) if init is not None else 0

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mindsight.config import build_dataclass
 from mindsight.errors import ConfigError, DataFormatError
 
 
@@ -87,11 +88,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TokenizerConfig:
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown tokenizer config keys {sorted(unknown)}; known: "
-                              f"{sorted(cls.__dataclass_fields__)}")
-        return cls(**raw)
+        return build_dataclass(cls, raw, "tokenizer config")
 
 
 # -- convolutional encoder / decoder (VQGAN layout, VAR's key names) --------------------------

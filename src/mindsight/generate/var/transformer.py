@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mindsight.config import build_dataclass
 from mindsight.errors import ConfigError, DataFormatError
 from mindsight.generate.var.sampling import cfg_mix, sample_top_k_top_p
 
@@ -90,11 +91,7 @@ class VARConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> VARConfig:
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown VAR config keys {sorted(unknown)}; known: "
-                              f"{sorted(cls.__dataclass_fields__)}")
-        return cls(**raw)
+        return build_dataclass(cls, raw, "VAR config")
 
 
 class KVCache:
