@@ -147,3 +147,63 @@ def write_things(root, image_root, extra: int = 3, size: int = 64, seed: int = 1
         for test_image in folder.iterdir():
             shutil.copy(test_image, out / test_image.name)
     return root
+
+
+def multimodal_problem(n_train_concepts: int = 60, exemplars: int = 4, n_test: int = 100,
+                       latent: int = 16, dims: dict | None = None, n_reps: int = 2, n_chans: int = 8,
+                       n_times: int = 64, noise: float = 1.0, seed: int = 0):
+    """A CogCapPro-like problem: EEG is a linear function of latent factors z (per image: its
+    concept's factors plus exemplar variation; test images are their concept's factors), and
+    each modality's target a different linear map of z (text: of the concept's factors, so equal
+    within a concept, rows per image as a text level's). The ``image`` modality has three
+    levels (the target plus growing noise: low, medium, high blur), the others one; the last
+    table is the fused target (the image map, sharp).
+
+    Returns (train Recording, test Recording, train tables, test tables, ModalityLevels list);
+    every table has rows scaled to about unit norm (CLIP-like).
+    """
+    from mindsight.train.multimodal import ModalityLevels
+
+    dims = dims or {"image": 16, "edge": 12, "text": 8}
+    rng = np.random.default_rng(seed)
+    n_tr = n_train_concepts * exemplars
+    concept_z = rng.normal(size=(n_train_concepts + n_test, latent))
+    concept = np.r_[np.arange(n_tr) // exemplars, n_train_concepts + np.arange(n_test)]
+    z = concept_z[concept] + np.r_[0.7 * rng.normal(size=(n_tr, latent)), np.zeros((n_test, latent))]
+    eeg = eeg_from_features(z.astype(np.float32), n_reps, n_chans, n_times, noise, seed)
+    maps = {m: rng.normal(size=(latent, d)) for m, d in dims.items()}
+
+    def unit(a, ref):
+        return ((a - ref.mean(0)) / ref.std(0) / np.sqrt(a.shape[1])).astype(np.float32)
+
+    levels, mods = [], []
+    for m in dims:
+        clean = (concept_z[concept] if m == "text" else z) @ maps[m]
+        if m == "image":
+            names = ("syn@low", "syn@medium", "syn@high")
+            levels += [unit(clean + s * rng.normal(size=clean.shape), clean) for s in (0.0, 0.5, 1.5)]
+        else:
+            names = (f"syn@{m}",)
+            levels.append(unit(clean, clean))
+        mods.append(ModalityLevels(m, "text" if m == "text" else "image", names))
+    fused = z @ maps["image"]
+    levels.append(unit(fused, fused))
+    names = [f"concept{i}" for i in range(n_train_concepts + n_test)]
+    recs, tables = [], []
+    for part, rows, offset, cnames in (("train", slice(0, n_tr), 0, names[:n_train_concepts]),
+                                       ("test", slice(n_tr, None), n_train_concepts,
+                                        names[n_train_concepts:])):
+        data = eeg[rows]
+        n_img = data.shape[0]
+        recs.append(Recording(
+            data=data.reshape(n_img * n_reps, n_chans, n_times),
+            ch_names=tuple(f"E{i}" for i in range(n_chans)), sfreq=100.0,
+            times=np.arange(n_times) / 100.0,
+            trials=Trials.build(np.repeat(np.arange(n_img), n_reps),
+                                np.repeat(concept[rows] - offset, n_reps), 1,
+                                repetition=np.tile(np.arange(n_reps), n_img)),
+            partition=part, concept_names=tuple(cnames),
+        ))
+        keys = tuple(f"{part}{i}" for i in range(n_img))
+        tables.append([FeatureTable(lv[rows], keys, "syn", "image", part) for lv in levels])
+    return recs[0], recs[1], tables[0], tables[1], mods

@@ -33,6 +33,7 @@ def _model(name: str, dim: int) -> tuple[RunConfig, AlignmentModel]:
     ("atm", "ncclab-sustech/EEG_Image_decode", "61fc9c3ccc6ee0cd7b9cf3eccbcd2fa371c43ff4", True),
     ("atm-e", "ncclab-sustech/EEG_Image_decode", "61fc9c3ccc6ee0cd7b9cf3eccbcd2fa371c43ff4", True),
     ("nice", "eeyhsong/NICE-EEG", "a7709d81af9c4971c711b03fbee4e09e01477c4b", False),
+    ("ccpro", "XiaoZhangYES/CognitionCapturerPro", "d251ce2", False),
 ])
 def test_each_preset_names_its_source_and_commit(name, repo, commit, selects_on_test):
     header = "".join(line for line in (CONFIGS / f"{name}.yaml").read_text().splitlines(True)
@@ -99,3 +100,48 @@ def test_nice_preset_is_the_authors_nice():
     assert cfg.data.val_split == "images" and round(cfg.data.val_fraction * 16540) == 740
     weights = [m.weight for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert float(torch.cat([w.flatten() for w in weights]).std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_ccpro_preset_is_the_authors_multimodal_recipe():
+    cfg, model = _model("ccpro", 1024)
+    spec = model.spec
+    assert spec.modalities == ["image", "text", "edge", "depth"]
+    assert spec.modality_kinds == ["image", "text", "image", "image"]
+    assert spec.modality_levels == [3, 1, 3, 3]  # low / medium / high blur; text has one
+    assert spec.levels[:3] == ["clip-rn50@foveated-k45", "clip-rn50@foveated", "clip-rn50@foveated-k57"]
+    assert spec.levels[3] == "clip-rn50@text" and spec.levels[-1] == "clip-rn50@sharp"  # fused target
+    assert spec.levels[4:7] == ["clip-rn50@edge+foveated-k45", "clip-rn50@edge+foveated",
+                                "clip-rn50@edge+foveated-k57"]
+    # four independent encoders (the authors' Cogcap list), no subject token, projector dropout 0.3
+    trunks = model.encoder.trunks
+    assert list(trunks) == spec.modalities and not spec.subjects
+    for enc in trunks.values():
+        assert type(enc).__name__ == "ATM" and enc.subject_tokens is None
+        assert enc.layers[0].n_heads == 1 and enc.layers[0].ff[0].out_features == 2048
+        assert enc.projector.proj.weight.shape == (1024, 1440)
+        assert enc.projector.blocks[0][2].p == 0.3
+    # CogcapFusion: 255 wide, 1 head, ff 510, 2 layers, one input per modality, → 1024
+    fusion = model.fusion
+    assert len(fusion.inputs) == 4 and fusion.inputs[0][0].weight.shape == (255, 1024)
+    assert len(fusion.transformer.layers) == 2
+    layer = fusion.transformer.layers[0]
+    assert layer.self_attn.num_heads == 1 and layer.linear1.out_features == 510
+    assert fusion.out.weight.shape == (1024, 255)
+    assert [type(s).__name__ for s in model.modality_targets.sides.values()] == [
+        "UncertaintyBlurPrior", "FixedSide", "UncertaintyBlurPrior", "UncertaintyBlurPrior"]
+    assert model.modality_targets.sides["image"].gamma == 0.3
+    mm = model.multimodal
+    assert (mm.mask_count, mm.text_epochs, mm.trunk) == (1, 30, "separate")
+    assert (mm.fusion_weight, mm.fusion_mse, mm.fusion_cos) == (1.0, 1.0, 0.5)
+    # the loss: softplus(log(1/0.07)) fixed, unnormalised EEG, CLIP only, equal weights
+    loss = model.loss
+    assert loss.kind == "softplus" and not loss.logit_scale.requires_grad
+    assert float(loss.scale()) == pytest.approx(2.727, abs=1e-3)
+    assert not loss.normalize_brain and (loss.clip_weight, loss.mse_weight, loss.text_weight) == (1.0, 0.0, 0.0)
+    assert set(mm.weights.values()) == {1.0}
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.train)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 1e-4
+    t, d = cfg.train, cfg.data
+    assert (t.batch_size, t.epochs, t.select_by, d.train_trials) == (1024, 80, "val_top1", "averaged")
+    assert model.scaler.kind == "none" and cfg.model.image_model == "clip-rn50"

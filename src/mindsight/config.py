@@ -63,6 +63,10 @@ class ModelConfig:
     #                        features join as levels, e.g. [evnet] (seed 003's multiblur-evnet)
     image_side: str = "fixed"  # levels → targets: 'fixed' (first level), 'ubp', 'multiblur'
     image_side_params: dict[str, Any] = field(default_factory=dict)  # its hyperparameters
+    modalities: list[str] = field(default_factory=list)  # CogCapPro: [image, text, edge, depth]
+    #                        (mindsight.embed.modalities); empty: one target (every other method)
+    multimodal: dict[str, Any] = field(default_factory=dict)  # the multimodal head's parameters
+    #                        (mindsight.train.multimodal.MultimodalConfig)
 
 
 @dataclass
@@ -141,7 +145,35 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"config: {message}")
+        self._validate_modalities()
         return self
+
+    def _validate_modalities(self) -> None:
+        """A multimodal model (``model.modalities``) aligns each modality with its own targets and
+        has its own text space (the text modality), so it refuses another image side and the
+        concept-name text term; ``model.multimodal`` is checked key by key."""
+        m = self.model
+        if not m.modalities:
+            if m.multimodal:
+                raise ConfigError("config: model.multimodal is set but model.modalities is empty; "
+                                  "list the modalities (e.g. [image, text, edge, depth]) or remove it")
+            return
+        if not isinstance(m.modalities, list) or not all(isinstance(n, str) for n in m.modalities):
+            raise ConfigError(f"config: model.modalities must be a list of names (e.g. [image, text, "
+                              f"edge, depth]), got {m.modalities!r}")
+        if len(set(m.modalities)) != len(m.modalities):
+            raise ConfigError(f"config: model.modalities lists a modality twice: {m.modalities}")
+        if m.image_side != "fixed":
+            raise ConfigError(f"config: model.modalities gives each modality its own targets (blur "
+                              f"levels with model.multimodal.uncertainty); model.image_side must be "
+                              f"'fixed', got {m.image_side!r}")
+        if self.train.text_weight > 0:
+            raise ConfigError(f"config: train.text_weight is {self.train.text_weight} but a "
+                              "multimodal model has no concept-name text term (add 'text' to "
+                              "model.modalities for a text space); set train.text_weight: 0")
+        from mindsight.train.multimodal import multimodal_config  # needs torch: imported when used
+
+        multimodal_config(m.multimodal, m.modalities)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,6 +13,7 @@ from mindsight.config import RunConfig
 from mindsight.recording import Recording
 from mindsight.run import Run
 from mindsight.train.data import TrialTensors, trial_tensors
+from mindsight.train.multimodal import spec_modalities
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AnalysisSetup:
     train_rec: Recording | None = None  # retrain only
     train_table: Any = None  # retrain only: training image features
     retrain_cfg: RunConfig | None = None  # retrain only: the run's config with the overrides
+    retrain_modalities: Any = None  # retrain only: a multimodal model's modalities (as trained)
     test_levels: list[torch.Tensor] | None = None  # the test images' feature levels (image side input)
     model: Any = None  # the fold's selected model (AlignmentModel)
 
@@ -48,7 +50,9 @@ def setup(run: Run, mode: str, encoder: str | None, epochs: int | None) -> Analy
     out = AnalysisSetup(cfg, fold, fold_dir, run.images, feats, test, trial_tensors(test, len(feats)),
                         test_levels=levels, model=model)
     if mode == "retrain":
-        out.train_table = run.features("train")
+        spec = model.spec  # a multimodal model: the modalities it was trained with (one may be skipped)
+        out.train_table = run.features("train", spec.level_list() if spec.modalities else None)
+        out.retrain_modalities = spec_modalities(spec)
         out.train_rec = run.training(fold)
         out.retrain_cfg = cfg.override([f"model.encoder={encoder}"] if encoder else [])
         if epochs is not None:

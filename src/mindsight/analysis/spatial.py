@@ -104,10 +104,12 @@ class Spatial(Analysis):
                 x[:, keep] = t.x[:, keep]
                 emb, _ = model.embed(x, t.subject)
             elif region == "all":
-                m, _ = fit_recording(wcfg, train_rec, train_table, seed=seed, device=device)
+                m, _ = fit_recording(wcfg, train_rec, train_table, seed=seed, device=device,
+                                     modalities=s.retrain_modalities)
                 emb, _ = m.embed(t.x, t.subject)
             else:
-                m, _ = fit_recording(wcfg, train_rec.pick(chans), train_table, seed=seed, device=device)
+                m, _ = fit_recording(wcfg, train_rec.pick(chans), train_table, seed=seed,
+                                     device=device, modalities=s.retrain_modalities)
                 tt = trial_tensors(test.pick(chans), len(feats))
                 emb, _ = m.embed(tt.x, tt.subject)
             targets = feats if mode == "mask" else s.targets(m)

@@ -124,7 +124,8 @@ class Temporal(Analysis):
                 x[..., ~torch.from_numpy(keep)] = neutral_input(model, x)
                 emb, _ = model.embed(x, t.subject)
             else:
-                m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed, device=device)
+                m, _ = fit_recording(wcfg, train_rec.crop(start, end), train_table, seed=seed,
+                                     device=device, modalities=s.retrain_modalities)
                 tt = trial_tensors(test.crop(start, end), len(feats))
                 emb, _ = m.embed(tt.x, tt.subject)
             targets = feats if mode == "mask" else s.targets(m)

@@ -28,7 +28,7 @@ from mindsight.output import logger
 from mindsight.recording import Recording
 from mindsight.run import Run, load_model
 from mindsight.train.checkpoint import save_tensors
-from mindsight.train.data import trial_tensors
+from mindsight.train.data import TrialTensors, trial_tensors
 from mindsight.train.model import AlignmentModel, ModelSpec
 
 __all__ = ["classification_texts", "evaluate_fold", "evaluate_run", "load_model", "repetition_steps",
@@ -62,13 +62,19 @@ def repetition_steps(n_max: int) -> list[int]:
 def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tensor,
                   text_feats: torch.Tensor | None, *, single_trial: bool = True,
                   n_draws: int = 100, text_reason: str | None = None,
-                  centres: Centres | None = None) -> tuple[dict[str, Any], torch.Tensor]:
+                  centres: Centres | None = None,
+                  modality_tables: dict[str, torch.Tensor] | None = None
+                  ) -> tuple[dict[str, Any], torch.Tensor]:
     """All metrics of one fold on its test recording, and the averaged-EEG embeddings.
-    Without ``text_feats``, ``text_reason`` (if given) is reported as a null classification."""
+    Without ``text_feats``, ``text_reason`` (if given) is reported as a null classification.
+    A multimodal model's ``modality_tables`` (:meth:`AlignmentModel.modality_tables` of the test
+    levels) add ``modalities``: top-1/top-5 of every modality and of the fused embedding."""
     avg = rec.average_repetitions()
     t = trial_tensors(avg, len(image_feats))
     emb, txt = model.embed(t.x, t.subject)
     out = retrieval_metrics(emb, image_feats, t.image.to(emb.device), n_draws=n_draws)
+    if modality_tables is not None and model.spec.modalities:
+        out["modalities"] = modality_metrics(model, t, modality_tables, out)
     if text_feats is not None:
         cls = retrieval_metrics(txt, text_feats, t.concept.to(emb.device), k_ways=())
         out["classification"] = {k: cls[k] for k in ("top1", "top5", "chance_top1", "n_way")}
@@ -95,6 +101,30 @@ def evaluate_fold(model: AlignmentModel, rec: Recording, image_feats: torch.Tens
             curve[key].append(val)
     out["repetitions"] = curve
     return out, emb
+
+
+def modality_metrics(model: AlignmentModel, trials: TrialTensors, tables: dict[str, torch.Tensor],
+                     fused: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Top-1/top-5 of each modality's embedding of the (averaged) test ``trials``: image-kind
+    ones retrieve the trial's image among the test images (its modality's targets: the edge
+    map's, the depth map's features); text ones the trial's concept among the test concepts;
+    ``fused`` is the headline retrieval (``fused``: its metrics)."""
+    outs = model.embed_modalities(trials.x, trials.subject)
+    out = {}
+    for m, kind in model.modality_kinds().items():
+        emb, table = outs[m], tables[m].to(outs[m].device)
+        image = trials.image.to(emb.device)
+        if kind == "text":  # rows per image, equal within a concept: one row per concept
+            concept = trials.concept.to(emb.device)
+            names, target = torch.unique(concept, return_inverse=True)
+            rows = torch.zeros(len(names), dtype=torch.long, device=emb.device)
+            rows[target] = image
+            scores = retrieval_metrics(emb, table[rows], target, k_ways=())
+        else:
+            scores = retrieval_metrics(emb, table, image, k_ways=())
+        out[m] = {"top1": scores["top1"], "top5": scores["top5"]}
+    out["fused"] = {"top1": fused["top1"], "top5": fused["top5"]}
+    return out
 
 
 def _mean_tree(items: list[Any]) -> Any:
@@ -138,9 +168,12 @@ def _evaluate(run: Run, *, single_trial: bool, n_draws: int, centres: str | Path
         table = run.image_targets(fold)
         text, text_reason = classification_texts(model.spec, image_model, images["test"].concept_names,
                                                  text_cache, run.cache_dir, device)
+        tables = (model.modality_tables(run.level_tensors("test", model.spec.level_list()))
+                  if model.spec.modalities else None)
         metrics, emb = evaluate_fold(model, rec, table,
                                      text, single_trial=single_trial, n_draws=n_draws,
-                                     text_reason=text_reason, centres=centre_set)
+                                     text_reason=text_reason, centres=centre_set,
+                                     modality_tables=tables)
         # a pooled model serves every subject: one embeddings file per test subject
         emb_name = f"test_embeddings_{fold.name}" if fold.pooled else "test_embeddings"
         save_tensors(fold_dir / f"{emb_name}.safetensors", {"embeddings": emb, "image_table": table},

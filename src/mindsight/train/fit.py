@@ -78,6 +78,8 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
     do not depend on the batch), then the loss is taken batch by batch from them: the same
     values as embedding each batch separately, in fewer, larger forward passes.
     """
+    if model.spec.modalities:
+        return validate_modalities(model, val, targets, batch_size, embed_batch)
     was = model.training
     model.eval()
     table = model.image_table(targets.levels)
@@ -96,6 +98,45 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
     return {"val_loss": float(total) / max(len(val), 1),
             "val_top1": retrieval_top1(emb, table, val.image),
             "val_n_way": int(len(torch.unique(val.image)))}
+
+
+def concept_top1(pred: torch.Tensor, table: torch.Tensor, image_ids: torch.Tensor,
+                 concept_ids: torch.Tensor) -> float:
+    """Top-1 of each trial's concept among the concepts present, by cosine between ``pred`` and
+    the concepts' rows of ``table`` (rows per image, equal within a concept: a text level)."""
+    concepts, first = torch.unique(concept_ids, return_inverse=True)
+    rows = torch.zeros(len(concepts), dtype=torch.long, device=image_ids.device)
+    rows[first] = image_ids  # one image row per concept (any: their rows are equal)
+    cands = F.normalize(table[rows], dim=1)
+    best = concepts[(F.normalize(pred, dim=1) @ cands.T).argmax(1)]
+    return float((best == concept_ids).float().mean())
+
+
+@torch.no_grad()
+def validate_modalities(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_size: int,
+                        embed_batch: int = 1024) -> dict[str, float]:
+    """:func:`validate` of a multimodal model: the loss with every term at its configured weight
+    (no modality masked, the evaluation targets), ``val_top1`` of the fused embedding against the
+    fused targets, and ``val_top1_<modality>`` of each modality (text ones: the trial's concept
+    among the validation concepts)."""
+    was = model.training
+    model.eval()
+    tables = model.modality_tables(targets.levels)
+    outs = model.embed_modalities(val.x, val.subject, batch_size=max(batch_size, embed_batch))
+    total = next(iter(tables.values())).new_zeros(())
+    for start in range(0, len(val), batch_size):
+        sl = slice(start, start + batch_size)
+        loss, _ = model.modality_loss({k: v[sl] for k, v in outs.items()},
+                                      {k: t[val.image[sl]] for k, t in tables.items()})
+        total = total + loss * len(val.image[sl])
+    model.train(was)
+    out = {"val_loss": float(total) / max(len(val), 1),
+           "val_top1": retrieval_top1(outs["fused"], tables["fused"], val.image),
+           "val_n_way": int(len(torch.unique(val.image)))}
+    for m, kind in model.modality_kinds().items():
+        out[f"val_top1_{m}"] = (concept_top1(outs[m], tables[m], val.image, val.concept)
+                                if kind == "text" else retrieval_top1(outs[m], tables[m], val.image))
+    return out
 
 
 def make_optimizer(params: list[torch.nn.Parameter] | list[dict[str, Any]],
@@ -178,11 +219,16 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
                 continue  # a lone trial has no negatives (and breaks batch norm); drop_last
                 #           skips a partial last batch, unless the whole set is smaller than one
             img = train.image[idx]
-            emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
-            target = model.train_targets(targets.levels, img, idx, emb)
-            loss, parts = model.loss(emb, target, txt, targets.text_train,
-                                     None if targets.train_concepts is None else targets.train_concepts[idx],
-                                     mse_pred=mse)
+            if model.spec.modalities:  # CogCapPro: a loss per modality and the fused one
+                loss, parts = model.multimodal_loss(train.inputs(idx, gen), train.subject[idx],
+                                                    targets.levels, img, idx, epoch=epoch,
+                                                    generator=gen)
+            else:
+                emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
+                target = model.train_targets(targets.levels, img, idx, emb)
+                loss, parts = model.loss(emb, target, txt, targets.text_train,
+                                         None if targets.train_concepts is None
+                                         else targets.train_concepts[idx], mse_pred=mse)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -194,7 +240,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
                 f"no training step in an epoch: {n} training sample(s); a contrastive step "
                 "needs at least 2")
         logs = {k: float(v) / steps for k, v in sums.items()}
-        logs.update(model.image_side.summary())
+        logs.update(model.side_summary())
         logs.update(validate(model, val, targets, cfg.batch_size))
         logs.update(epoch=epoch, temperature=model.loss.temperature, seconds=time.perf_counter() - t0)
         score = _score(logs, cfg.select_by)

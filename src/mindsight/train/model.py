@@ -19,6 +19,15 @@ from mindsight.encoders import build_encoder, needs_ch_names
 from mindsight.errors import ConfigError
 from mindsight.train.image_side import build_image_side
 from mindsight.train.losses import ContrastiveLoss
+from mindsight.train.multimodal import (
+    FUSED,
+    FusionEncoder,
+    ModalityEncoders,
+    ModalityTargets,
+    MultimodalConfig,
+    modality_mask,
+    multimodal_loss,
+)
 from mindsight.train.scaler import InputScaler
 
 
@@ -51,6 +60,10 @@ class ModelSpec:
     image_side: str = "fixed"  # levels → targets (mindsight.train.image_side)
     image_side_params: dict[str, Any] = field(default_factory=dict)
     n_pairs: int = 0  # training samples (the state of image sides that track pairs, e.g. ubp)
+    modalities: list[str] = field(default_factory=list)  # CogCapPro's modalities (empty: one target)
+    modality_kinds: list[str] = field(default_factory=list)  # 'image' | 'text', per modality
+    modality_levels: list[int] = field(default_factory=list)  # levels per modality, in order
+    multimodal: dict[str, Any] = field(default_factory=dict)  # resolved MultimodalConfig
 
     def level_list(self) -> list[str]:
         return list(self.levels) or [f"{self.image_model}@sharp"]
@@ -76,6 +89,12 @@ class AlignmentModel(nn.Module):
     with subject layers get ``n_subjects`` when ``spec.subjects`` lists subjects. A two-head
     encoder (``two_heads``: the brain module) has a CLIP head and an MSE head: the loss's CLIP
     term reads the first and its MSE term the second (:meth:`heads`); retrieval uses the first.
+
+    With ``spec.modalities`` (CogCapPro, :mod:`mindsight.train.multimodal`) the encoder gives one
+    embedding per modality and a fusion encoder their fused embedding in the image model's space:
+    :meth:`forward` returns (fused, text modality's embedding or the fused one), so retrieval,
+    evaluation and reconstruction read the fused embedding; :meth:`embed_modalities` and
+    :meth:`modality_tables` give every modality's embeddings and targets.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -87,16 +106,122 @@ class AlignmentModel(nn.Module):
         if needs_ch_names(spec.encoder):  # e.g. the brain module's spatial attention
             params["ch_names"] = list(spec.ch_names) or None
         self.scaler = InputScaler(spec.n_chans, spec.scaler, spec.clamp)
-        self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
-                                     sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
-        self.two_heads = bool(self.encoder.two_heads)  # a separate MSE head (forward_heads)
-        self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
-        self.image_side = build_image_side(spec.image_side, spec.level_dim_list(),
-                                           spec.n_outputs, spec.n_pairs, **spec.image_side_params)
+        if spec.modalities:
+            self._build_multimodal(params)
+        else:
+            self.encoder = build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
+                                         sfreq=spec.sfreq, n_outputs=spec.n_outputs, **params)
+            self.two_heads = bool(self.encoder.two_heads)  # a separate MSE head (forward_heads)
+            self.text_head = nn.Linear(spec.n_outputs, spec.text_dim) if spec.text_dim else None
+            self.image_side = build_image_side(spec.image_side, spec.level_dim_list(),
+                                               spec.n_outputs, spec.n_pairs, **spec.image_side_params)
+            self.multimodal: MultimodalConfig | None = None
         self.loss = ContrastiveLoss(spec.clip_weight, spec.text_weight, spec.temperature,
                                     spec.learn_temperature, mse_weight=spec.mse_weight,
                                     logit_scale=spec.logit_scale,
                                     normalize_brain=spec.normalize_brain, text_loss=spec.text_loss)
+
+    def _build_multimodal(self, params: dict[str, Any]) -> None:
+        """The modality encoders, their targets and the fusion (see the class doc)."""
+        spec = self.spec
+        if spec.text_dim:
+            raise ConfigError("a multimodal model has no concept-name text head (its text "
+                              "modality is the text space); set text_dim to None")
+        self.multimodal = MultimodalConfig(**spec.multimodal)
+        self.modality_targets = ModalityTargets(spec.modalities, spec.modality_levels,
+                                                spec.level_dim_list(), spec.n_pairs,
+                                                gamma=self.multimodal.gamma, z=self.multimodal.z)
+        dims = self.modality_targets.dims
+
+        def build(n_outputs: int) -> nn.Module:
+            return build_encoder(spec.encoder, n_chans=spec.n_chans, n_times=spec.n_times,
+                                 sfreq=spec.sfreq, n_outputs=n_outputs, **params)
+
+        cfg = self.multimodal
+        self.encoder = ModalityEncoders(build, dims, spec.n_outputs, trunk=cfg.trunk,
+                                        head_hidden=cfg.head_hidden)
+        self.two_heads = False  # a two-head trunk serves its CLIP head (forward)
+        self.text_head = None
+        self.fusion = FusionEncoder(list(dims.values()), spec.n_outputs, hidden=cfg.fusion_hidden,
+                                    layers=cfg.fusion_layers, heads=cfg.fusion_heads,
+                                    ff=cfg.fusion_ff, dropout=cfg.fusion_dropout)
+        self.image_side = build_image_side("fixed", [spec.n_outputs], spec.n_outputs)  # unused
+
+    def modality_kinds(self) -> dict[str, str]:
+        """Each modality's kind, 'image' or 'text' (text is scored at concept level)."""
+        return dict(zip(self.spec.modalities, self.spec.modality_kinds, strict=True))
+
+    def _text_modality(self) -> str | None:
+        return next((m for m, k in self.modality_kinds().items() if k == "text"), None)
+
+    def modality_weights(self, epoch: int | None = None) -> dict[str, float]:
+        """The per-modality loss weights at ``epoch`` (None: all configured weights): text-kind
+        modalities weigh 0 from ``text_epochs`` on."""
+        cfg, kinds = self.multimodal, self.modality_kinds()
+        stop = cfg.text_epochs is not None and epoch is not None and epoch >= cfg.text_epochs
+        return {m: 0.0 if (stop and kinds[m] == "text") else w for m, w in cfg.weights.items()}
+
+    def modality_outputs(self, x: torch.Tensor, subject: torch.Tensor | None = None,
+                         keep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every modality's embedding of epochs ``x`` and, under ``"fused"``, their fusion (the
+        modality embeddings detached; those with ``keep`` False zeroed)."""
+        outs = self.encoder(*self._inputs(x, subject))
+        fused = self.fusion([outs[m].detach() for m in self.spec.modalities], keep)
+        return {**outs, FUSED: fused}
+
+    def multimodal_loss(self, x: torch.Tensor, subject: torch.Tensor | None, levels: list[torch.Tensor],
+                        images: torch.Tensor, pairs: torch.Tensor, *, epoch: int | None = None,
+                        generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of one batch (samples ``pairs`` showing image rows ``images``) and
+        its parts: ``mask_count`` modalities zeroed before the fusion (drawn with
+        ``generator``), each adapting image side shown its pair logits."""
+        keep = modality_mask(len(self.spec.modalities), self.multimodal.mask_count, generator)
+        outs = self.modality_outputs(x, subject, keep)
+        fused = outs.pop(FUSED)
+        targets = self.modality_targets.train_targets(levels, images, pairs, outs, self.loss.pair_logits)
+        return multimodal_loss(self.loss, outs, targets, fused, self.modality_weights(epoch),
+                               self.multimodal)
+
+    def modality_loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of given embeddings (with ``"fused"``) and targets, every term at its
+        configured weight (validation: comparable across epochs, before and after
+        ``text_epochs``)."""
+        outs = {m: outputs[m] for m in self.spec.modalities}
+        return multimodal_loss(self.loss, outs, targets, outputs[FUSED], self.modality_weights(),
+                               self.multimodal)
+
+    @torch.no_grad()
+    def embed_modalities(self, x: torch.Tensor, subject: torch.Tensor | None = None,
+                         batch_size: int = 1024) -> dict[str, torch.Tensor]:
+        """Every modality's embedding and the fused one of many trials, in eval mode, float, on
+        the model's device."""
+        was = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(dev, non_blocking=True)
+            sb = None if subject is None else subject[start : start + batch_size].to(dev)
+            for k, v in self.modality_outputs(xb, sb).items():
+                parts.setdefault(k, []).append(v.float())
+        self.train(was)
+        if not parts:
+            dims = {**self.modality_targets.dims, FUSED: self.spec.n_outputs}
+            return {k: torch.zeros(0, d, device=dev) for k, d in dims.items()}
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def modality_tables(self, levels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per modality its evaluation targets (the medium blur level with uncertainty) of images
+        with feature ``levels`` (the spec's levels), and ``"fused"``: the last level."""
+        return self.modality_targets.tables(levels)
+
+    def side_summary(self) -> dict[str, Any]:
+        """What the image side(s) log at the end of an epoch."""
+        if self.spec.modalities:
+            return self.modality_targets.summary()
+        return self.image_side.summary()
 
     def subject_index(self, subjects: torch.Tensor) -> torch.Tensor:
         """Map subject ids to token indices; subjects without a token get -1 (the mean token)."""
@@ -120,6 +245,10 @@ class AlignmentModel(nn.Module):
         ``subject``. The two are the same tensor when there is no text head (the image model
         has its own text tower). With a two-head encoder the image-space embedding is its CLIP
         head's."""
+        if self.spec.modalities:
+            outs = self.modality_outputs(x, subject)
+            text = self._text_modality()
+            return outs[FUSED], outs[text] if text is not None else outs[FUSED]
         emb = self.encoder(*self._inputs(x, subject))
         return emb, self._text(emb)
 
@@ -160,7 +289,10 @@ class AlignmentModel(nn.Module):
     @torch.no_grad()
     def image_table(self, levels: list[torch.Tensor], batch_size: int = 4096) -> torch.Tensor:
         """The evaluation targets (n_images, n_outputs) of images with feature ``levels`` (one
-        (n_images, dim) tensor per level): what retrieval ranks brain embeddings against."""
+        (n_images, dim) tensor per level): what retrieval ranks brain embeddings against
+        (a multimodal model's: the fused target)."""
+        if self.spec.modalities:
+            return self.modality_tables(levels)[FUSED]
         was = self.image_side.training
         self.image_side.eval()
         n = len(levels[0])

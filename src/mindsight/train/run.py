@@ -48,6 +48,7 @@ from mindsight.train.checks import check_partitions
 from mindsight.train.data import TrialTensors, positions, subset_tensors, trial_tensors
 from mindsight.train.fit import EpochCallback, Targets, fit, retrieval_top1, validate
 from mindsight.train.model import AlignmentModel, ModelSpec
+from mindsight.train.multimodal import ModalityLevels, multimodal_config
 
 PACKAGES = ("mindsight", "torch", "numpy", "scipy", "scikit-learn", "mne", "braindecode",
             "open_clip_torch", "transformers", "timm")
@@ -173,7 +174,15 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
     check_partitions(cfg, images, cache_dir=cache_dir)  # headers only: no test value is read
     _prepare_out(cfg, out, resume)
     device = resolve_device(cfg.train.device)
-    feats = level_tables(images["train"], run_levels(cfg), cache_dir=cache_dir, device=device)
+    modalities, notes = None, {}
+    if cfg.model.modalities:  # CogCapPro: each modality's levels, then the fused target
+        modalities, feats, notes = modality_feature_tables(cfg, images["train"], text_model, cache_dir, device)
+        levels = [lv for m in modalities for lv in m.levels] + [fused_level(cfg)]
+        text_model = next((m.levels[0].partition("@")[0] for m in modalities if m.kind == "text"),
+                          text_model)
+    else:
+        levels = run_levels(cfg)
+        feats = level_tables(images["train"], levels, cache_dir=cache_dir, device=device)
     texts, text_note = None, None
     if cfg.train.text_weight > 0:
         texts, text_note = training_texts(images["train"].concept_names, text_model, cache_dir, device)
@@ -186,11 +195,15 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
             "test_set": cfg.data.test_set,
             "protocol": cfg.protocol, "subjects": sorted(set(cfg.data.subjects)),
             "encoder": cfg.model.encoder, "image_model": cfg.model.image_model,
-            "image_side": cfg.model.image_side, "levels": run_levels(cfg),
-            "text_model": text_model if texts is not None else None, "text_note": text_note,
+            "image_side": cfg.model.image_side, "levels": levels,
+            "text_model": text_model if (texts is not None or any(
+                m.kind == "text" for m in modalities or ())) else None,
+            "text_note": text_note,
             "selection": "validation", "val_fraction": cfg.data.val_fraction,
             "train_trials": cfg.data.train_trials, "seeds": list(cfg.train.seeds),
             "epochs_max": cfg.train.epochs,
+            **({"modalities": [m.name for m in modalities], "modality_notes": notes}
+               if modalities is not None else {}),
         },
         "versions": versions(), "device": device,
         "folds": [f.name for f in folds(cfg)], "status": "running",
@@ -203,7 +216,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
             continue
         fold_dir.mkdir(parents=True, exist_ok=True)
         train_fold(cfg, fold, fold_dir, images, feats, texts, text_head, text_model, device,
-                   resume=resume, cache_dir=cache_dir, on_epoch_end=on_epoch_end)
+                   resume=resume, cache_dir=cache_dir, on_epoch_end=on_epoch_end,
+                   modalities=modalities)
     run.update(status="complete", finished=datetime.now(UTC).isoformat(timespec="seconds"))
     write_json(run_path, run)
     return out
@@ -211,24 +225,78 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
 
 def run_levels(cfg: RunConfig) -> list[str]:
     """The ``model@view`` feature levels of ``cfg`` (the image model's views, then the extra
-    models')."""
+    models'); of a multimodal configuration: every modality's levels, then the fused target
+    (a trained model's spec lists those it was trained with: a skipped modality is not there)."""
+    if cfg.model.modalities:
+        text_model, _ = text_model_for(cfg.model.image_model, cfg.model.text_model)
+        return ([lv for m in run_modalities(cfg, text_model) for lv in m.levels]
+                + [fused_level(cfg)])
     return level_names(cfg.model.image_model, cfg.model.image_views, cfg.model.extra_image_models)
 
 
+def fused_level(cfg: RunConfig) -> str:
+    """The fused embedding's target: the image model's features of the sharp picture, the space
+    a generator is conditioned in."""
+    return f"{cfg.model.image_model}@sharp"
+
+
+def run_modalities(cfg: RunConfig, text_model: str) -> list[ModalityLevels]:
+    """Each of ``model.modalities`` with its kind and feature levels
+    (:mod:`mindsight.embed.modalities`); an unknown name lists the known ones."""
+    from mindsight.embed.modalities import get_modality
+
+    mm = multimodal_config(cfg.model.multimodal, cfg.model.modalities)
+    out = []
+    for name in cfg.model.modalities:
+        modality = get_modality(name, depth_model=mm.depth_model)
+        out.append(ModalityLevels(name, modality.kind, tuple(
+            modality.levels(cfg.model.image_model, text_model, mm.uncertainty))))
+    return out
+
+
+def modality_feature_tables(cfg: RunConfig, partition: Any, text_model: str, cache_dir: Any,
+                            device: str) -> tuple[list[ModalityLevels], list[FeatureTable], dict[str, str]]:
+    """(the modalities that can be had, their level tables then the fused target's, a note per
+    skipped modality): a modality whose weights are unavailable (depth offline) is left out with
+    a note (:func:`mindsight.embed.modalities.modality_tables`); any other error stops."""
+    from mindsight.embed.modalities import modality_tables
+
+    mm = multimodal_config(cfg.model.multimodal, cfg.model.modalities)
+    wanted = run_modalities(cfg, text_model)
+    tables, notes = modality_tables(partition, list(cfg.model.modalities), cfg.model.image_model,
+                                    text_model, mm.uncertainty, cache_dir=cache_dir, device=device,
+                                    depth_model=mm.depth_model)
+    kept = [m for m in wanted if m.name in tables]
+    if not kept:
+        raise ConfigError(f"config: none of model.modalities ({', '.join(cfg.model.modalities)}) "
+                          f"can be had: {'; '.join(f'{k}: {v}' for k, v in notes.items())}")
+    fused = level_tables(partition, [fused_level(cfg)], cache_dir=cache_dir, device=device)
+    return kept, [t for m in kept for t in tables[m.name]] + fused, dict(notes)
+
+
 def check_method(cfg: RunConfig) -> None:
-    """Unknown image models, views or image sides fail before any work, listing the known ones;
-    a closed-form encoder cannot train a learned image side."""
+    """Unknown image models, views, modalities or image sides fail before any work, listing the
+    known ones; a closed-form encoder cannot train a learned image side or a multimodal model."""
     from mindsight.train.image_side import IMAGE_SIDES
 
     check_modality(cfg.model.image_model, "image")
     for m in cfg.model.extra_image_models:
         check_modality(m, "image")
-    run_levels(cfg)  # parses every view name
+    refuse_closed_form_multimodal(cfg)
+    run_levels(cfg)  # parses every view name (and, multimodal, every modality name)
     side = IMAGE_SIDES.get(cfg.model.image_side)
     if is_closed_form(cfg.model.encoder) and side.learned:
         raise ConfigError(f"config: encoder {cfg.model.encoder!r} is fitted in closed form and "
                               f"cannot train the learned image side {cfg.model.image_side!r}; use "
                               "model.image_side: fixed or a gradient-trained encoder")
+
+
+def refuse_closed_form_multimodal(cfg: RunConfig) -> None:
+    """A multimodal model trains its heads and fusion by gradient descent."""
+    if cfg.model.modalities and is_closed_form(cfg.model.encoder):
+        raise ConfigError(f"config: encoder {cfg.model.encoder!r} is fitted in closed form; a "
+                          "multimodal model (model.modalities) trains its heads and fusion by "
+                          "gradient descent: use a gradient-trained encoder (e.g. atm)")
 
 
 def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
@@ -246,13 +314,14 @@ def training_texts(names: tuple[str, ...], text_model: str, cache_dir: Any,
 def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, feats: list[FeatureTable],
                texts: FeatureTable | None, text_head: bool, text_model: str, device: str, *,
                resume: bool, cache_dir: Any,
-               on_epoch_end: EpochCallback | None) -> dict[str, Any]:
+               on_epoch_end: EpochCallback | None,
+               modalities: list[ModalityLevels] | None = None) -> dict[str, Any]:
     """Read the fold's training subjects, fit from a fresh initialisation, write fold.json."""
     t0 = time.perf_counter()
     rec = load_training(cfg, fold, images, cache_dir)
     _, info = fit_recording(cfg, rec, feats, texts, seed=fold.seed, text_head=text_head,
                             text_model=text_model, device=device, workdir=fold_dir, resume=resume,
-                            on_epoch_end=on_epoch_end)
+                            on_epoch_end=on_epoch_end, modalities=modalities)
     info.update(test_subject=fold.test_subject, seconds=time.perf_counter() - t0, complete=True)
     write_json(fold_dir / "fold.json", info)
     return info
@@ -261,11 +330,27 @@ def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, fea
 def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
                text_dim: int | None = None, text_weight: float | None = None,
                image_model: str = "", text_model: str | None = None,
-               level_dims: list[int] | None = None, n_pairs: int = 0) -> ModelSpec:
+               level_dims: list[int] | None = None, n_pairs: int = 0,
+               modalities: list[ModalityLevels] | None = None) -> ModelSpec:
     """What ``cfg`` builds for epochs shaped like ``rec`` (channels, times) and ``dim``-d image
     embeddings: the encoder, its hyperparameters, the input scaler, the loss and the image side
-    over feature levels of sizes ``level_dims``."""
+    over feature levels of sizes ``level_dims``.
+
+    A multimodal configuration (``model.modalities``) builds one embedding per modality of
+    ``modalities`` (default: :func:`run_modalities`, all of them) and their fusion; its levels
+    are theirs, then the fused target's (``level_dims``: default ``dim`` each).
+    """
     tokens = ENCODERS.get(cfg.model.encoder).subject_layers and cfg.model.subject_tokens
+    levels, multimodal = [], {}
+    if not cfg.model.modalities:
+        levels = run_levels(cfg)
+    else:
+        if modalities is None:
+            modalities = run_modalities(cfg, text_model or text_model_for(
+                cfg.model.image_model, cfg.model.text_model)[0])
+        levels = [lv for m in modalities for lv in m.levels] + [fused_level(cfg)]
+        multimodal = multimodal_settings(cfg, [m.name for m in modalities])
+        level_dims = list(level_dims) if level_dims else [dim] * len(levels)
     return ModelSpec(
         encoder=cfg.model.encoder, n_chans=rec.n_chans, n_times=rec.n_times, sfreq=rec.sfreq,
         n_outputs=dim, params=dict(cfg.model.params), text_dim=text_dim,
@@ -276,25 +361,52 @@ def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
         subjects=list(subjects) if tokens else [], image_model=image_model, text_model=text_model,
         scaler=cfg.data.scaler, clamp=cfg.data.clamp, mse_weight=cfg.train.mse_weight,
         logit_scale=cfg.train.logit_scale, normalize_brain=cfg.train.normalize_brain,
-        text_loss=cfg.train.text_loss, levels=run_levels(cfg),
+        text_loss=cfg.train.text_loss, levels=levels,
         level_dims=list(level_dims) if level_dims else [dim], image_side=cfg.model.image_side,
         image_side_params=dict(cfg.model.image_side_params), n_pairs=n_pairs,
+        modalities=[m.name for m in modalities or ()],
+        modality_kinds=[m.kind for m in modalities or ()],
+        modality_levels=[len(m.levels) for m in modalities or ()], multimodal=multimodal,
     )
+
+
+def multimodal_settings(cfg: RunConfig, kept: list[str]) -> dict[str, Any]:
+    """``model.multimodal`` resolved for the modalities ``kept`` (a skipped one dropped from
+    ``weights``); ``mask_count`` lowered, with a note, when fewer modalities are left than it
+    needs (at least one enters the fusion)."""
+    mm = multimodal_config(cfg.model.multimodal, cfg.model.modalities)
+    mm.weights = {m: mm.weights[m] for m in kept}
+    if mm.mask_count > len(kept) - 1:
+        logger.info("model.multimodal.mask_count %d lowered to %d: %d modalit%s left (%s)",
+                    mm.mask_count, len(kept) - 1, len(kept), "y" if len(kept) == 1 else "ies",
+                    ", ".join(kept))
+        mm.mask_count = len(kept) - 1
+    return mm.to_dict()
 
 
 def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[FeatureTable],
                   texts: FeatureTable | None = None, *, seed: int = 0, text_head: bool = True,
                   text_model: str | None = None, device: str = "cpu",
                   workdir: Path | None = None, resume: bool = False,
-                  on_epoch_end: EpochCallback | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
+                  on_epoch_end: EpochCallback | None = None,
+                  modalities: list[ModalityLevels] | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
     """Fit one model on the training recording ``rec`` (validation concepts split off inside).
 
     ``feats`` (one table per feature level, or one table) rows follow ``rec.trials.image``;
     ``texts`` rows follow ``rec.concept_names``. Returns the selected model and a summary of the
-    fit.
+    fit. A multimodal configuration takes ``modalities`` (default: all of ``model.modalities``)
+    and ``feats`` = their levels' tables in order, then the fused target's.
     """
     tables = [feats] if isinstance(feats, FeatureTable) else list(feats)
-    feats = tables[0]
+    feats = tables[-1] if cfg.model.modalities else tables[0]  # the image model's embeddings
+    if cfg.model.modalities:
+        refuse_closed_form_multimodal(cfg)  # e.g. an analysis retraining with --encoder ridge
+        if modalities is None:
+            modalities = run_modalities(cfg, text_model or text_model_for(
+                cfg.model.image_model, cfg.model.text_model)[0])
+        texts, text_head = None, False  # the text modality is the text space
+        text_model = next((m.levels[0].partition("@")[0] for m in modalities if m.kind == "text"),
+                          None)
     train_rec, val_rec = rec.split_validation(cfg.data.val_fraction, seed=seed, by=cfg.data.val_split)
     if cfg.data.train_trials != "single":  # validation on averages for 'subsets' too
         val_rec = val_rec.average_repetitions()
@@ -315,8 +427,9 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
     spec = model_spec(cfg, rec, feats.dim, subjects=subjects,
                       text_dim=texts.dim if (texts is not None and text_head) else None,
                       text_weight=cfg.train.text_weight if texts is not None else 0.0,
-                      image_model=feats.model, text_model=text_model if texts is not None else None,
-                      level_dims=[t.dim for t in tables], n_pairs=len(train))
+                      image_model=feats.model,
+                      text_model=text_model if (texts is not None or modalities) else None,
+                      level_dims=[t.dim for t in tables], n_pairs=len(train), modalities=modalities)
     if len(tables) != len(spec.level_list()):
         raise ConfigError(f"config names {len(spec.level_list())} feature levels "
                               f"({', '.join(spec.level_list())}) but {len(tables)} tables were given")
