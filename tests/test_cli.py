@@ -115,6 +115,8 @@ def test_models_lists_the_registry():
                  "atm", "nice", "ridge", "eegconformer", "atcnet"):
         assert name in out
     assert "3,072,662" in out  # ATM-S at 63 ch × 250 samples → 1024-d, no subject token (authors: + 250)
+    assert "edge, edge-sS" in out and "depth, depth=MODEL" in out  # view families
+    assert "modalities (model.modalities" in out and "im@edge+foveated-k45" in out and "tm@text" in out
 
 
 @pytest.mark.parametrize("command, listed", [

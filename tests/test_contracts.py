@@ -234,7 +234,7 @@ def _picture():
 @pytest.mark.parametrize("name, family", [("sharp", "sharp"), ("blur-3", "blur"),
                                           ("gauss-k9", "gauss"), ("foveated-k21", "foveated")])
 def test_every_view_family_is_named_canonically_and_transforms_pixels(name, family):
-    assert set(VIEWS.names()) == {"sharp", "blur", "gauss", "foveated"}
+    assert set(VIEWS.names()) == {"sharp", "blur", "gauss", "foveated", "edge", "depth"}
     view = get_view(name)
     assert isinstance(view, VIEWS.get(family)) and view.name == name == get_view(view.name).name
     out = view(_picture())

@@ -228,7 +228,7 @@ def embed(
     )
     from mindsight.embed.base import resolve_device
     from mindsight.embed.features import cache_path
-    from mindsight.embed.views import expand_views
+    from mindsight.embed.views import canonical, expand_views
     from mindsight.io import read_image_set
 
     views = expand_views(view or ["sharp"])
@@ -242,7 +242,7 @@ def embed(
         for v in views:
             t = image_features(p, image_model, cache_dir=cache_dir, device=device, batch_size=batch_size, view=v)
             rows.append({"partition": part, "modality": "image", "model": f"{image_model}@{v}",
-                         "shape": t.features.shape, "file": cache_path(image_model, "image", t.fingerprint, cache_dir, v)})
+                         "shape": t.features.shape, "file": cache_path(image_model, "image", t.fingerprint, cache_dir, canonical(v))})
         tt = text_features(p.concept_names, text_model, template or DEFAULT_TEMPLATE, cache_dir=cache_dir, device=device)
         rows.append({"partition": part, "modality": "text", "model": text_model, "shape": tt.features.shape,
                      "file": cache_path(text_model, "text", tt.fingerprint, cache_dir)})
@@ -272,8 +272,8 @@ def import_features_cmd(
 
 @app.command()
 def models() -> None:
-    """List every registry: embedders, image views and sides, brain encoders, generators,
-    datasets and analyses (CONTRIBUTING.md: how to add one)."""
+    """List every registry: embedders, image views, modalities and image sides, brain encoders,
+    generators, datasets and analyses (CONTRIBUTING.md: how to add one)."""
     from mindsight.embed import EMBEDDERS
     from mindsight.encoders import ENCODERS, build_encoder, count_parameters
     from mindsight.io.things_eeg2 import CH_NAMES_63
@@ -288,6 +288,10 @@ def models() -> None:
     rows = [{"view": v, "shows the image model": ""} for v in view_names()]
     rows += [{"view": k, "shows the image model": f"stack: {', '.join(v)}"} for k, v in STACKS.items()]
     console.print(_table(rows, ["view", "shows the image model"], title="image views (model.image_views)"))
+    from mindsight.embed.modalities import modality_rows
+
+    console.print(_table(modality_rows(), ["name", "kind", "levels", "description"],
+                         title="modalities (model.modalities; im: image model, tm: text model)"))
     rows = [{"name": e.name, "learned": "yes" if e.factory.learned else "no", "description": e.description}
             for e in IMAGE_SIDES]
     console.print(_table(rows, ["name", "learned", "description"], title="image sides (model.image_side)"))

@@ -6,7 +6,13 @@ fingerprint of the key list. Tables are cached as safetensors under
 ``<cache>/features/<model>/<modality>-<fingerprint>.safetensors`` (and, for image views other
 than ``sharp``, ``<cache>/features/<model>/<view>/image-<fingerprint>.safetensors``): a cache
 made for another image list has another fingerprint and is never picked up, and a loaded table
-is checked against the fingerprint it was asked for.
+is checked against the fingerprint it was asked for. The view folder is the view's cache name
+(:attr:`~mindsight.embed.views.ImageView.name`: ``edge+foveated-k45``, ``depth-<hash>`` for
+``depth=PATH``).
+
+A run's *levels* are named ``model@view`` (an image model through an image view) or
+``model@text`` (a text model on each image's concept name, ``This picture is {}``);
+:func:`level_tables` builds them, rows in the partition's image order.
 
 Extraction is batched, shows a progress bar, loads the next batch in a background thread while
 the model runs, and checkpoints its progress, so an interrupted extraction resumes where it
@@ -38,13 +44,14 @@ from mindsight.embed.base import (
     load_text_embedder,
     open_image,
 )
-from mindsight.embed.views import ImageView, canonical, expand_views, get_view
+from mindsight.embed.views import ImageView, expand_views, get_view
 from mindsight.errors import DataFormatError, MissingFileError, WeightsUnavailableError
 from mindsight.io.cache import default_cache_dir
 from mindsight.io.images import ImagePartition
-from mindsight.output import progress_bar
+from mindsight.output import logger, progress_bar
 
 CHECKPOINT_SECONDS = 30.0
+TEXT_LEVEL = "text"  # the "view" of a text level: model@text
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +149,11 @@ def _cached(path: Path, fingerprint: str, keys: Sequence[str]) -> FeatureTable |
     return table
 
 
+def as_view(view: str | ImageView) -> ImageView:
+    """``view`` itself, or the view a name builds (:func:`mindsight.embed.views.get_view`)."""
+    return view if isinstance(view, ImageView) else get_view(view)
+
+
 def image_features(
     partition: ImagePartition,
     model: str = DEFAULT_IMAGE_MODEL,
@@ -150,31 +162,35 @@ def image_features(
     device: str = "cpu",
     batch_size: int | None = None,
     embedder: ImageEmbedder | None = None,
-    view: str = "sharp",
+    view: str | ImageView = "sharp",
 ) -> FeatureTable:
     """Embeddings of every image of ``partition`` (rows in EEG condition order) as seen through
-    image view ``view`` (:mod:`mindsight.embed.views`), cached per (model, view)."""
-    view = canonical(view)
+    image view ``view`` (:mod:`mindsight.embed.views`; a name or a view), cached per (model,
+    view name). The view is resolved once and that object transforms the pictures, so a name
+    whose cache name cannot be parsed back (``depth=PATH`` → ``depth-<hash>``) still works."""
+    view = as_view(view)
+    name = view.name
     fingerprint = partition.fingerprint()
-    path = cache_path(model, "image", fingerprint, cache_dir, view)
+    path = cache_path(model, "image", fingerprint, cache_dir, name)
     if (table := _cached(path, fingerprint, partition.files)) is not None:
         return table
     if embedder is None:
         try:
             embedder = load_image_embedder(model, device)
         except WeightsUnavailableError as exc:
-            if view != "sharp" and cache_path(model, "image", fingerprint, cache_dir).is_file():
+            if name != "sharp" and cache_path(model, "image", fingerprint, cache_dir).is_file():
                 raise MissingFileError(
                     f"{partition.root}: the {model} features of the {partition.name} images were "
-                    f"imported for the sharp view only; view {view!r} has none and {model}'s weights "
+                    f"imported for the sharp view only; view {view.spec!r} has none and {model}'s weights "
                     f"cannot be loaded here ({exc}). Compute them where the weights are: "
-                    f"`mindsight embed --images DIR --image-model {model} --view {view}`, or import "
-                    f"them: `mindsight import-features FILE --images DIR --view {view}`"
+                    f"`mindsight embed --images DIR --image-model {model} --view {view.spec}`, or import "
+                    f"them: `mindsight import-features FILE --images DIR --view {view.spec}`"
                 ) from None
             raise
+    view.prepare(device)  # a view's own model (depth) fails here, before any work
     feats = _extract_resumable(embedder, partition.paths, path, fingerprint, batch_size,
-                               desc=f"{model} {view + ' ' if view != 'sharp' else ''}{partition.name} images",
-                               view=get_view(view))
+                               desc=f"{model} {name + ' ' if name != 'sharp' else ''}{partition.name} images",
+                               view=view)
     table = store_image_features(partition, model, feats, cache_dir, view=view)
     _clear_partial(path)
     return table
@@ -188,25 +204,56 @@ def level_names(image_model: str, views: Sequence[str], extra_models: Sequence[s
 
 def level_tables(partition: ImagePartition, levels: Sequence[str], *,
                  cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[FeatureTable]:
-    """The feature table of each ``model@view`` level of ``partition`` (cached per level)."""
+    """The feature table of each level of ``partition``, rows in its image order: ``model@view``
+    (image features through a view, cached per level) or ``model@text`` (:func:`text_level`)."""
     out = []
     for level in levels:
         model, _, view = level.partition("@")
-        out.append(image_features(partition, model, cache_dir=cache_dir, device=device, view=view or "sharp"))
+        if view == TEXT_LEVEL:
+            out.append(text_level(partition, model, cache_dir=cache_dir, device=device))
+        else:
+            out.append(image_features(partition, model, cache_dir=cache_dir, device=device, view=view or "sharp"))
     return out
 
 
+def text_level(partition: ImagePartition, model: str = DEFAULT_TEXT_MODEL, template: str = DEFAULT_TEMPLATE,
+               *, cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> FeatureTable:
+    """The ``model@text`` level: ``model``'s embedding of each image's concept name through
+    ``template``, one row per image in ``partition`` order (images of one concept share a row).
+
+    The concept table is :func:`optional_text_features`'s (cached per concept list and
+    template; without weights, a table imported under another prompt); only unavailable weights
+    with nothing imported raise :class:`WeightsUnavailableError`."""
+    names = partition.concept_names
+    table, reason = optional_text_features(names, model, template, cache_dir=cache_dir, device=device)
+    if table is None:
+        raise WeightsUnavailableError(
+            f"text level {model}@{TEXT_LEVEL}: {reason}; run once where {model}'s weights can be "
+            f"loaded (`mindsight embed --images DIR --text-model {model}`), or import its text "
+            "features with `mindsight import-features`")
+    used = table.meta.get("template", template)
+    if used != template:
+        logger.info("text level %s@%s: no %s weights here; using text features imported under the "
+                    "prompt %r instead of %r", model, TEXT_LEVEL, model, used, template)
+    return FeatureTable(table.features[np.asarray(partition.concept)], partition.files, model, "text",
+                        partition.fingerprint(),
+                        meta={"source": "text", "level": f"{model}@{TEXT_LEVEL}", "template": used,
+                              "concepts": table.fingerprint, "normalized": False})
+
+
 def store_image_features(partition: ImagePartition, model: str, features: np.ndarray,
-                         cache_dir: str | os.PathLike | None = None, view: str = "sharp") -> FeatureTable:
+                         cache_dir: str | os.PathLike | None = None,
+                         view: str | ImageView = "sharp") -> FeatureTable:
     """Cache ``features`` (rows in ``partition`` order) as ``model``'s embeddings of it through
     ``view``, where :func:`image_features` finds them (used when they were computed elsewhere,
     e.g. by the simulator)."""
-    view = canonical(view)
+    view = as_view(view)
     fingerprint = partition.fingerprint()
-    table = FeatureTable(features, partition.files, model, "image", fingerprint,
-                         meta={"source": "extracted", "normalized": False,
-                               "image_root": str(partition.root), "view": view})
-    table.save(cache_path(model, "image", fingerprint, cache_dir, view))
+    meta = {"source": "extracted", "normalized": False, "image_root": str(partition.root), "view": view.name}
+    if view.spec != view.name:
+        meta["view_spec"] = view.spec
+    table = FeatureTable(features, partition.files, model, "image", fingerprint, meta=meta)
+    table.save(cache_path(model, "image", fingerprint, cache_dir, view.name))
     return table
 
 

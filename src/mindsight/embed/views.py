@@ -14,10 +14,25 @@ cached per (image model, view) (:func:`mindsight.embed.features.image_features`)
   its ``gauss-kK`` blur mixed by a radial mask, sharpest at the centre (fixation) and blurrier
   with eccentricity; ``foveated`` is UBP's medium level, K = 51.
 
+- ``edge``, ``edge-sS``: Canny edges (σ = S, 1 by default) of the grey picture at 224 px, white
+  on black (:mod:`mindsight.embed.edges`; CognitionCapturer's edge modality);
+- ``depth``, ``depth=MODEL``: a monocular depth model's map coloured with INFERNO at 224 px
+  (:mod:`mindsight.embed.depth`; CognitionCapturer's depth modality).
+
+Views compose with ``+``, applied left to right: ``edge+foveated-k45`` is the foveated blur of
+the edge map (CognitionCapturer blurs its depth and edge pictures like its images). A
+composition's name joins its parts' names; identity parts drop out (``edge+sharp`` is ``edge``).
+
 Stacks name several views at once (``multi-blur``: the 12 levels of the multi-level blur paper;
 ``ubp``: UBP's low / medium / high levels); :func:`expand_views` turns a list of names into
-single views. As in both papers' code, blurred views are computed on the picture resized to
-224 × 224 (their ``Image_set_Resize``), so kernel sizes mean the same on any image set.
+single views, stacks inside compositions included (``edge+ubp`` → three views). As in both
+papers' code, blurred views are computed on the picture resized to 224 × 224 (their
+``Image_set_Resize``), so kernel sizes mean the same on any image set.
+
+Every view has two names: ``name``, under which its features are cached, and ``spec``, a name
+:func:`get_view` turns back into the same view (they differ only where the name would be a
+path: ``depth=/models/da`` is cached as ``depth-<hash>``). Run configurations and level names
+keep the ``spec``.
 
 Adding a family of views: one :class:`ImageView` subclass stating its name ``pattern`` and
 ``example`` and implementing ``transform``, and one ``@VIEWS.register`` line; the registry
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -36,7 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mindsight.errors import ContractError, UnknownNameError
-from mindsight.registry import Contract, Registry
+from mindsight.registry import Contract, Registry, import_modules
 
 VIEW_SIZE = 224  # px: the size both papers blur at
 UBP_KERNEL, UBP_SHIFT = 51, 6  # UBP configs/eeg/ubp.yaml blur_kernel_size; main.py --c
@@ -129,9 +145,11 @@ class ImageView(Contract, abc.ABC):
     A subclass states, as class attributes checked at registration, ``pattern`` (a regular
     expression the family's names match in full; its groups, as strings or None, are the
     constructor's arguments) and ``example`` (how ``mindsight models`` lists the family); its
-    constructor sets ``name``, the canonical name under which features are cached, and it
-    implements :meth:`transform`, the pixel transform. ``is_identity`` views (``sharp``) are
-    not applied at all.
+    constructor sets ``name``, the canonical name under which features are cached (and
+    ``spec``, the name that builds the view again, where the two differ), and it implements
+    :meth:`transform`, the pixel transform. ``is_identity`` views (``sharp``) are not applied at
+    all. A view that needs a model loads it in :meth:`prepare`, not in its constructor, so
+    naming a view never loads anything.
     """
 
     declares: ClassVar[tuple[str, ...]] = ("pattern", "example")
@@ -139,8 +157,13 @@ class ImageView(Contract, abc.ABC):
     example: ClassVar[str | None] = None
     is_identity: ClassVar[bool] = False
 
-    def __init__(self, name: str, description: str = "") -> None:
+    def __init__(self, name: str, description: str = "", spec: str | None = None) -> None:
         self.name, self.description = name, description
+        self.spec = spec or name
+
+    def prepare(self, device: str = "cpu") -> None:
+        """Load what :meth:`transform` needs (a model, on ``device``) before the first picture,
+        so unavailable weights fail before any work is done; nothing for pixel-only views."""
 
     @classmethod
     def from_name(cls, *groups: str | None) -> ImageView:
@@ -177,7 +200,9 @@ class ImageView(Contract, abc.ABC):
                                 f"constructor takes {inspect.signature(cls)}") from None
 
 
-VIEWS: Registry[ImageView] = Registry("image view", base=ImageView)
+# families in their own modules register themselves when the registry is first consulted
+VIEWS: Registry[ImageView] = Registry("image view", base=ImageView,
+                                      load=import_modules("mindsight.embed.edges", "mindsight.embed.depth"))
 
 
 @VIEWS.register("sharp")
@@ -257,27 +282,103 @@ class FoveatedBlur(ImageView):
         return foveated_blur(image, self.kernel)
 
 
-def get_view(name: str) -> ImageView:
-    """The view called ``name``; an unknown name lists the available families and stacks."""
+class ComposedView(ImageView):
+    """Views applied one after the other (``edge+foveated-k45``: the edge map, then its foveated
+    blur); built by :func:`get_view` from a ``+``-joined name, not registered itself."""
+
+    def __init__(self, parts: Sequence[ImageView]) -> None:
+        self.parts = tuple(parts)
+        super().__init__("+".join(p.name for p in self.parts),
+                         ", then ".join(p.description for p in self.parts),
+                         spec="+".join(p.spec for p in self.parts))
+
+    def prepare(self, device: str = "cpu") -> None:
+        for part in self.parts:
+            part.prepare(device)
+
+    def transform(self, image: Any) -> Any:
+        for part in self.parts:
+            image = part.transform(image)
+        return image
+
+
+def compose(views: Sequence[ImageView]) -> ImageView:
+    """One view applying ``views`` in order; identity views drop out (none left: ``sharp``)."""
+    kept = [v for v in views if not v.is_identity]
+    if not kept:
+        return Sharp()
+    return kept[0] if len(kept) == 1 else ComposedView(kept)
+
+
+def _single(name: str) -> ImageView | None:
+    """The view of one family matching ``name`` in full, or None."""
     for entry in VIEWS:
         m = re.fullmatch(entry.factory.pattern, name)
         if m:
             return entry.factory.from_name(*m.groups())
-    raise UnknownNameError(f"unknown image view {name!r}; available: {', '.join(view_names())}; "
-                           f"stacks: {', '.join(STACKS)}")
+    return None
+
+
+def _segments(name: str) -> list[str] | None:
+    """``name`` split at ``+`` into single view names and stack names, or None if it cannot
+    be. A ``+`` may also sit inside one part (a model path of ``depth=PATH``): the first split
+    into known parts, shortest first part first, wins."""
+    parts = name.split("+")
+
+    def solve(i: int) -> list[str] | None:
+        if i == len(parts):
+            return []
+        for j in range(i + 1, len(parts) + 1):
+            seg = "+".join(parts[i:j])
+            if seg in STACKS or _single(seg) is not None:
+                rest = solve(j)
+                if rest is not None:
+                    return [seg, *rest]
+        return None
+
+    return solve(0)
+
+
+def _unknown(name: str) -> UnknownNameError:
+    return UnknownNameError(f"unknown image view {name!r}; available: {', '.join(view_names())}; "
+                            f"stacks: {', '.join(STACKS)}; views compose with '+' (edge+foveated)")
+
+
+def get_view(name: str) -> ImageView:
+    """The view called ``name`` (``+`` composes views, applied left to right); an unknown name
+    lists the available families and stacks."""
+    view = _single(name)
+    if view is not None and "+" not in name:
+        return view
+    segments = _segments(name)
+    if segments is None:
+        if view is not None:  # one view whose argument holds a '+' (depth=/models/a+b)
+            return view
+        raise _unknown(name)
+    if any(s in STACKS for s in segments):
+        raise UnknownNameError(f"{name!r} names a stack of several views; a single view is needed "
+                               f"here (stacks: {', '.join(STACKS)})")
+    return compose([_single(s) for s in segments])  # type: ignore[misc]
 
 
 def canonical(name: str) -> str:
     """The cache name of view ``name`` (``gauss-k1`` and ``blur-0`` are ``sharp``;
-    ``foveated-k51`` is ``foveated``)."""
+    ``foveated-k51`` is ``foveated``; ``depth=PATH`` is ``depth-<hash>``)."""
     return get_view(name).name
 
 
 def expand_views(names: Sequence[str]) -> list[str]:
-    """Canonical single views of ``names`` in order, stacks expanded (``multi-blur`` → 12)."""
+    """Single views of ``names`` in order, stacks expanded (``multi-blur`` → 12, ``edge+ubp`` →
+    3), each as its ``spec``: the canonical name wherever that name builds the view again."""
     out: list[str] = []
     for name in names:
-        out.extend(canonical(v) for v in STACKS.get(name, (name,)))
+        segments = _segments(name)
+        if segments is None:
+            out.append(get_view(name).spec)  # one view with a '+' in it, or an unknown name
+            continue
+        options = [STACKS.get(s, (s,)) for s in segments]
+        for combo in itertools.product(*options):
+            out.append(compose([_single(v) for v in combo]).spec)  # type: ignore[misc]
     return out
 
 
