@@ -100,9 +100,9 @@ def test_each_modality_and_the_fusion_beat_chance_on_held_out_concepts(separate,
     assert m["n_way"] == 100  # chance top-1 0.01 for every modality (text: 100 test concepts)
     mods = m["modalities"]
     assert set(mods) == {"image", "edge", "text", "fused"}
-    assert mods["image"]["top1"] > 0.5 and mods["edge"]["top1"] > 0.5, mods
-    assert mods["text"]["top1"] > 0.3, mods
-    assert mods["fused"]["top1"] > 0.1 and mods["fused"]["top5"] > 0.3, mods
+    assert mods["image"]["top1"] > 0.5 and mods["edge"]["top1"] > 0.5, mods  # measured 1.0, 1.0
+    assert mods["text"]["top1"] > 0.3, mods  # measured 0.83
+    assert mods["fused"]["top1"] > 0.3 and mods["fused"]["top5"] > 0.6, mods  # measured 0.77, 0.99
     assert mods["fused"] == {"top1": m["top1"], "top5": m["top5"]}  # the headline is the fusion
     last = info["history"][-1]
     for key in ("loss_image", "loss_edge", "loss_text", "loss_fused", "fused_clip", "fused_mse",
@@ -115,8 +115,8 @@ def test_a_shared_trunk_with_heads_trains_too(shared, problem):
     model, info = shared
     assert hasattr(model.encoder, "trunk") and set(model.encoder.heads) == set(MODALITIES)
     mods = _evaluate(model, problem)["modalities"]
-    assert mods["image"]["top1"] > 0.3 and mods["edge"]["top1"] > 0.3, mods
-    assert mods["text"]["top1"] > 0.1 and mods["fused"]["top5"] > 0.2, mods
+    assert mods["image"]["top1"] > 0.3 and mods["edge"]["top1"] > 0.3, mods  # measured 0.81, 0.79
+    assert mods["text"]["top1"] > 0.15 and mods["fused"]["top5"] > 0.4, mods  # measured 0.46, 0.82
 
 
 def test_uncertainty_moves_pairs_between_blur_levels_and_evaluates_the_medium_one(separate, problem):
@@ -207,6 +207,28 @@ def test_the_spec_round_trips_through_the_checkpoint(separate, problem):
     assert saved["multimodal"]["mask_count"] == 1
 
 
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_multimodal_run_resumes_to_the_same_result(problem, tmp_path):
+    cfg = _cfg("shared", epochs=4, text_epochs=2).override(["train.checkpoint_seconds=0"])
+    ref, ref_info = _fit(problem, cfg, tmp_path / "ref")
+
+    def stop_after_two(epoch, logs):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        _fit(problem, cfg, tmp_path / "cut", stop_after_two)
+    train, _, f_train, _, mods = problem
+    resumed, info = fit_recording(cfg, train, f_train, seed=0, modalities=mods,
+                                  workdir=tmp_path / "cut", resume=True)
+    assert [h["loss"] for h in info["history"]] == [h["loss"] for h in ref_info["history"]]
+    a, b = ref.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # weights and the blur levels' state
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["model.image_side=ubp"], "image_side must be 'fixed'"),
     (["train.text_weight=0.1"], "text_weight.*no concept-name text term"),
@@ -264,3 +286,7 @@ def test_a_multimodal_run_trains_and_evaluates_every_modality(release, tmp_path)
     assert m["per_subject"]["1"]["modalities"] == mods  # averaged over seeds/subjects as the rest
     assert m["protocol"]["modalities"] == kept and m["protocol"]["modality_notes"] == notes
     assert m["classification"] is not None  # the text modality's space, on the concept names
+    from mindsight.evaluate.report import summary_tables
+
+    table = next(rows for title, _, rows in summary_tables(m) if title.startswith("per modality"))
+    assert [r["modality"] for r in table] == [*kept, "fused"] + [f"{k} (skipped)" for k in notes]

@@ -117,7 +117,8 @@ def test_ccpro_preset_is_the_authors_multimodal_recipe():
     assert list(trunks) == spec.modalities and not spec.subjects
     for enc in trunks.values():
         assert type(enc).__name__ == "ATM" and enc.subject_tokens is None
-        assert enc.layers[0].n_heads == 1 and enc.layers[0].ff[0].out_features == 2048
+        assert enc.layers[0].n_heads == 1 and enc.layers[0].ff[0].out_features == 256
+        assert count_parameters(enc) == 3_074_668  # the authors' Cogcap: about 2.97 M
         assert enc.projector.proj.weight.shape == (1024, 1440)
         assert enc.projector.blocks[0][2].p == 0.3
     # CogcapFusion: 255 wide, 1 head, ff 510, 2 layers, one input per modality, → 1024
@@ -127,6 +128,7 @@ def test_ccpro_preset_is_the_authors_multimodal_recipe():
     layer = fusion.transformer.layers[0]
     assert layer.self_attn.num_heads == 1 and layer.linear1.out_features == 510
     assert fusion.out.weight.shape == (1024, 255)
+    assert count_parameters(fusion) == 2_421_484  # CogcapFusion's, less its last LayerNorm (2,048)
     assert [type(s).__name__ for s in model.modality_targets.sides.values()] == [
         "UncertaintyBlurPrior", "FixedSide", "UncertaintyBlurPrior", "UncertaintyBlurPrior"]
     assert model.modality_targets.sides["image"].gamma == 0.3

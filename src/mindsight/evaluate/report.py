@@ -50,6 +50,13 @@ def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[dict[st
     title = (f"{p.get('encoder')} · {p.get('image_model')} · {p.get('protocol')} · subjects "
              f"{p.get('subjects')} · seeds {p.get('seeds')} (95 % CI over {ci.get('over')})")
     tables = [(title, ["metric", "value", "chance"], head)]
+    if m.get("modalities"):  # a multimodal model (CogCapPro): every modality's own retrieval
+        rows = [{"modality": k, "top-1 (%)": _pct(v["top1"]), "top-5 (%)": _pct(v["top5"])}
+                for k, v in m["modalities"].items()]
+        rows += [{"modality": f"{k} (skipped)", "top-1 (%)": "", "top-5 (%)": ""}
+                 for k in p.get("modality_notes") or {}]
+        tables.append(("per modality (text: the concept among the test concepts; fused: the "
+                       "headline)", list(rows[0]), rows))
     if m.get("k_way"):
         rows = [{"k": k, "top-1 (%)": _pct(v["top1"]), "top-5 (%)": _pct(v["top5"]),
                  "chance top-1 (%)": _pct(1 / int(k))} for k, v in m["k_way"].items()]

@@ -108,7 +108,7 @@ def modality_metrics(model: AlignmentModel, trials: TrialTensors, tables: dict[s
     """Top-1/top-5 of each modality's embedding of the (averaged) test ``trials``: image-kind
     ones retrieve the trial's image among the test images (its modality's targets: the edge
     map's, the depth map's features); text ones the trial's concept among the test concepts;
-    ``fused`` is the headline retrieval (``fused``: its metrics)."""
+    ``fused`` repeats the headline retrieval's (``fused``: those metrics)."""
     outs = model.embed_modalities(trials.x, trials.subject)
     out = {}
     for m, kind in model.modality_kinds().items():
