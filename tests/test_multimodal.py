@@ -6,9 +6,11 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import synthetic
 import torch
+from PIL import Image
 
 from mindsight.config import RunConfig
 from mindsight.errors import ConfigError
@@ -257,8 +259,9 @@ def release(tmp_path_factory):
                                     exemplars=3, n_test=10, noise=0.3)
 
 
-def test_a_multimodal_run_trains_and_evaluates_every_modality(release, tmp_path):
-    from mindsight.evaluate import evaluate_run
+@pytest.fixture(scope="module")
+def multimodal_run(release, tmp_path_factory):
+    """A shared-trunk multimodal run (image, text, edge; depth skipped offline) on ``release``."""
     from mindsight.train import train_run
 
     eeg, images, cache = release
@@ -271,7 +274,13 @@ def test_a_multimodal_run_trains_and_evaluates_every_modality(release, tmp_path)
         "train": {"epochs": 3, "batch_size": 16, "lr": 3e-3, "text_weight": 0.0, "patience": None,
                   "select_by": "val_top1", "device": "cpu"},
     })
-    out = train_run(cfg, tmp_path / "run", cache_dir=cache)
+    return train_run(cfg, tmp_path_factory.mktemp("mm") / "run", cache_dir=cache), cache
+
+
+def test_a_multimodal_run_trains_and_evaluates_every_modality(multimodal_run):
+    from mindsight.evaluate import evaluate_run
+
+    out, cache = multimodal_run
     run = json.loads((out / "run.json").read_text())["protocol"]
     kept, notes = run["modalities"], run["modality_notes"]
     assert {"image", "text", "edge"} <= set(kept) and set(kept) | set(notes) == {
@@ -290,3 +299,47 @@ def test_a_multimodal_run_trains_and_evaluates_every_modality(release, tmp_path)
 
     table = next(rows for title, _, rows in summary_tables(m) if title.startswith("per modality"))
     assert [r["modality"] for r in table] == [*kept, "fused"] + [f"{k} (skipped)" for k in notes]
+
+
+def test_reconstruct_compares_multimodal_with_image_only_conditioning(multimodal_run, tmp_path):
+    from mindsight.generate.prior import PriorConfig
+    from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
+
+    out, cache = multimodal_run
+    rc = ReconstructConfig(max_images=4, steps=2, prior_config=PriorConfig(epochs=2))
+    rep = reconstruct_run(out, rc, out=tmp_path / "rec", cache_dir=cache, device="cpu",
+                          score=True)
+    folders = sorted(d.name for d in (tmp_path / "rec").iterdir() if d.is_dir())
+    assert folders == ["blurry", "chance", "image_only", "reconstructed", "seen", "upper_bound"]
+    for name in ("image_only", "reconstructed"):
+        assert len(list((tmp_path / "rec" / name).glob("*.png"))) == 4
+    conds = rep["conditions"]
+    assert set(conds) == {"reconstructed", "image_only"}
+    assert "fused" in conds["reconstructed"]["conditioning"] and "image head" in conds["image_only"]["conditioning"]
+    assert conds["reconstructed"]["prior"] is not None and conds["image_only"]["prior"] is not None
+    # prompts: training concept names only (the text head's nearest), never a test label
+    from mindsight.run import Run
+
+    run = Run.open(out, device="cpu", cache_dir=cache)
+    train_names = {n.replace("_", " ") for n in run.images["train"].concept_names}
+    test_names = {n.replace("_", " ") for n in run.images["test"].concept_names}
+    captions = conds["reconstructed"]["captions"]
+    assert len(captions) == 4 and set(captions) <= train_names and not set(captions) & test_names
+    assert conds["image_only"]["captions"] is None
+    # every metric for both, on the same seen images; CLIP score null with its reason offline
+    m = rep["metrics"]
+    assert {"reconstructed", "image_only", "upper_bound", "chance"} <= set(m)
+    for name in ("reconstructed", "image_only"):
+        assert m[name]["pixcorr"] is not None and m[name]["ssim"] is not None
+        assert m[name]["clip_score"] is None and m[name]["reasons"]["clip_score"]
+    # two priors cached in the fold folder, one per conditioning
+    fold_dir = next((out / "folds").iterdir())
+    assert len(list(fold_dir.glob("prior-*.safetensors"))) == 2
+    # without a prior both conditionings are mapped alike to the image scale; the pictures differ
+    bare = reconstruct_run(out, ReconstructConfig(max_images=4, steps=2, prior=False, lowlevel=False),
+                           out=tmp_path / "bare", cache_dir=cache, device="cpu", score=False)
+    assert all("mapped per dimension" in c["conditioning"] for c in bare["conditions"].values())
+    pictures = {k: np.stack([np.asarray(Image.open(p), dtype=float)
+                             for p in sorted((tmp_path / "bare" / k).glob("*.png"))])
+                for k in ("reconstructed", "image_only")}
+    assert np.abs(pictures["reconstructed"] - pictures["image_only"]).mean() > 1.0

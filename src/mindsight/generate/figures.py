@@ -31,19 +31,21 @@ def _show(ax: Any, image: Any, title: str | None = None, colour: str | None = No
 
 
 def plot_reconstructions(path: str | Path, seen: list[Path], result: Any, upper: torch.Tensor,
-                         top5: list[list[Path]], n: int = 8) -> Path:
+                         top5: list[list[Path]], n: int = 8, others: dict[str, torch.Tensor] | None = None) -> Path:
     """One row per test item (``n`` spread evenly over the set): seen, blurry (if any),
-    reconstructed, upper bound, 5 retrieved."""
+    reconstructed, the ``others`` conditionings (e.g. image-only), upper bound, 5 retrieved."""
+    others = others or {}
     plt = pyplot()
     rows = min(n, len(seen))
     pick = np.linspace(0, len(seen) - 1, rows).round().astype(int)
-    heads = ["seen"] + (["blurry (EEG)"] if result.blurry is not None else []) + ["reconstructed (EEG)",
-                                                                                   "true embedding"]
+    heads = (["seen"] + (["blurry (EEG)"] if result.blurry is not None else []) + ["reconstructed (EEG)"]
+             + [f"{k.replace('_', ' ')} (EEG)" for k in others] + ["true embedding"])
     cols = len(heads) + 5
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.35 * rows), dpi=110)
     axes = np.atleast_2d(axes)
     for r, i in enumerate(pick):
-        panels = [seen[i]] + ([result.blurry[i]] if result.blurry is not None else []) + [result.images[i], upper[i]]
+        panels = ([seen[i]] + ([result.blurry[i]] if result.blurry is not None else []) + [result.images[i]]
+                  + [o[i] for o in others.values()] + [upper[i]])
         for c, img in enumerate(panels):
             _show(axes[r, c], img, heads[c] if r == 0 else None)
         for k, p in enumerate(top5[i]):

@@ -6,12 +6,15 @@ test EEG. Three sets of pictures are scored against the seen images with the sam
 
 - ``reconstructed``: EEG → (prior) → generator, img2img from the low-level blurry image; or,
   with ``finetune`` (AVDE's stage 2, generators that declare ``finetunes``), EEG → the generator
-  whose condition map was fine-tuned on the fold's (brain embedding, image) training pairs;
+  whose condition map was fine-tuned on the fold's (brain embedding, image) training pairs. For a
+  multimodal model (CognitionCapturerPro) this is the fused embedding (+ the text head's nearest
+  training caption as prompt), and ``image_only``, the image head's embedding alone, is made and
+  scored the same way (:mod:`mindsight.generate.conditions`);
 - ``upper_bound``: the generator given the *true* image embedding of each test image (with
   ``finetune``: the generator *before* fine-tuning, the one that was trained on image embeddings);
 - ``chance``: random training images (what any picture of the domain scores).
 
-Output (default ``RUN_DIR/reconstruction/<generator>/``): ``seen/``, ``reconstructed/``,
+Output (default ``RUN_DIR/reconstruction/<generator>/``): ``seen/``, ``reconstructed/`` (and ``image_only/``),
 ``blurry/``, ``upper_bound/``, ``chance/`` (one PNG per test item, same names), ``grid.png`` and
 ``reconstruction.json``.
 """
@@ -33,6 +36,7 @@ from mindsight._atomic import atomic_path, write_json
 from mindsight.errors import ConfigError, DataFormatError
 from mindsight.evaluate.reconstruction import load_images
 from mindsight.generate.base import Generator, load_generator
+from mindsight.generate.conditions import Conditioning, conditionings
 from mindsight.generate.finetune import FinetuneConfig
 from mindsight.generate.lowlevel import LowLevelDecoder
 from mindsight.generate.pipeline import ReconstructionPipeline
@@ -136,7 +140,7 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     train_feats = run.features("train", sharp)[0]
     test_feats = run.features("test", sharp)[0]
     model = run.model(fold)
-    if model.spec.image_side != "fixed" or len(model.spec.level_list()) > 1:
+    if not model.spec.modalities and (model.spec.image_side != "fixed" or len(model.spec.level_list()) > 1):
         logger.warning("%s: the model aligns with %s targets of %d feature levels, not with the sharp "
                        "%s features the prior and generator are conditioned on; reconstructions use its "
                        "embeddings as if they were (train a model with model.image_side: fixed for the "
@@ -156,35 +160,8 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     train_t = trial_tensors(train_rec.average_repetitions(), len(train_feats))
     val_t = trial_tensors(val_rec.average_repetitions(), len(train_feats))
     feats = torch.from_numpy(train_feats.features)
-
-    embedded: dict[str, torch.Tensor] = {}
-
-    def brain_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen brain embeddings of the training and validation trials (computed once)."""
-        if not embedded:
-            embedded["train"], _ = model.embed(train_t.x, train_t.subject, head=head)
-            embedded["val"], _ = model.embed(val_t.x, val_t.subject, head=head)
-        return embedded["train"], embedded["val"]
-
-    prior = None
-    prior_info: dict[str, Any] | None = None
-    if rc.prior:
-        t0 = time.perf_counter()
-        fitting = {k: v for k, v in rc.prior_config.to_dict().items() if k not in ("steps", "guidance_scale")}
-        key = _fingerprint({"cfg": fitting, "fold": fold.name, "seed": rc.seed,
-                            "version": PRIOR_VERSION})
-        path = fold_dir / f"prior-{key}.safetensors"
-        if path.is_file():  # fitted before; sampling settings come from this job's config
-            prior, meta = DiffusionPrior.load(path, device)
-            prior.cfg = rc.prior_config
-            prior_info = meta["info"]
-        else:
-            tr_emb, va_emb = brain_embeddings()
-            prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
-            prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
-                                   seed=rc.seed)
-            prior.save(path, {"info": prior_info})
-        timings["prior_fit_s"] = time.perf_counter() - t0
+    conds = conditionings(model, head, *_caption_texts(run, model))
+    multi = len(conds) > 1
 
     lowlevel = None
     low_info: dict[str, Any] | None = None
@@ -215,44 +192,12 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     if rc.max_images is not None:
         order = order[: rc.max_images]
     x, subj, idx = test_t.x[order], test_t.subject[order], test_t.image[order]
-    brain_emb, _ = model.embed(x, subj, head=head)
     paths = [images["test"].paths[i] for i in idx.tolist()]
     names = [p.stem for p in paths]
 
     true_emb = torch.from_numpy(test_feats.features)[idx]
     # the upper bound comes first: with stage 2 it is the generator before fine-tuning
     upper = gen.generate(true_emb, strength=1.0, guidance_scale=rc.guidance_scale, steps=rc.steps, seed=rc.seed)
-
-    finetune_info: dict[str, Any] | None = None
-    cond_emb = brain_emb
-    if rc.finetune:
-        t0 = time.perf_counter()
-        tr_emb, va_emb = brain_embeddings()
-        to_image_scale = _statistics_map(tr_emb, feats[train_t.image], rc.finetune_config.match_statistics)
-        finetune_info = _finetuned(gen, rc, fold_dir, fold.name, head, to_image_scale(tr_emb), train_t.image,
-                                   to_image_scale(va_emb), val_t.image, images["train"].paths)
-        cond_emb = to_image_scale(brain_emb)
-        timings["finetune_s"] = time.perf_counter() - t0
-
-    pipe = ReconstructionPipeline(gen, prior, lowlevel, strength=rc.strength, guidance_scale=rc.guidance_scale,
-                                  steps=rc.steps, postprocess=rc.postprocess)
-    t0 = time.perf_counter()
-    result = pipe(cond_emb, scaled(x), seed=rc.seed)
-    timings["reconstruct_s"] = time.perf_counter() - t0
-    timings["per_image_s"] = timings["reconstruct_s"] / len(names)
-    rng = np.random.default_rng(rc.seed)
-    chance_paths = [images["train"].paths[i] for i in rng.choice(len(images["train"]), len(names), replace=False)]
-
-    seen, chance = load_images(paths), load_images(chance_paths)  # 256 px, as the metrics see them
-    save_images(seen, out / "seen", names)
-    save_images(result.images, out / "reconstructed", names)
-    save_images(upper, out / "upper_bound", names)
-    save_images(chance, out / "chance", names)
-    if result.blurry is not None:
-        save_images(result.blurry, out / "blurry", names)
-
-    # embedding-space check of stage I: closer to the true embeddings (cosine), and still
-    # identifying the right image among the test images (top-1)?
     all_test = torch.from_numpy(test_feats.features)
 
     def cos(a: torch.Tensor) -> float:
@@ -261,35 +206,117 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
     def top1(a: torch.Tensor) -> float:
         return float((_top5(a, all_test)[:, 0] == idx).float().mean())
 
+    generated: dict[str, torch.Tensor] = {}
+    per_cond: dict[str, dict[str, Any]] = {}
+    main: dict[str, Any] = {}
+    for cond in conds:
+        # a comparison's second conditioning gets its own cached fits (the first keeps the old keys)
+        tag = {} if cond.name == "reconstructed" else {"conditioning": cond.name}
+        embedded: dict[str, torch.Tensor] = {}
+
+        def brain_embeddings(cond: Conditioning = cond, embedded: dict = embedded) -> tuple[torch.Tensor, torch.Tensor]:
+            """The frozen brain embeddings of the training and validation trials (computed once)."""
+            if not embedded:
+                embedded["train"] = cond.embed(train_t.x, train_t.subject)
+                embedded["val"] = cond.embed(val_t.x, val_t.subject)
+            return embedded["train"], embedded["val"]
+
+        prior, prior_info = None, None
+        if rc.prior:
+            t0 = time.perf_counter()
+            fitting = {k: v for k, v in rc.prior_config.to_dict().items() if k not in ("steps", "guidance_scale")}
+            key = _fingerprint({"cfg": fitting, "fold": fold.name, "seed": rc.seed,
+                                "version": PRIOR_VERSION, **tag})
+            path = fold_dir / f"prior-{key}.safetensors"
+            if path.is_file():  # fitted before; sampling settings come from this job's config
+                prior, meta = DiffusionPrior.load(path, device)
+                prior.cfg = rc.prior_config
+                prior_info = meta["info"]
+            else:
+                tr_emb, va_emb = brain_embeddings()
+                prior = DiffusionPrior(train_feats.dim, tr_emb.shape[1], rc.prior_config, device)
+                prior_info = prior.fit(tr_emb, feats[train_t.image], va_emb, feats[val_t.image],
+                                       seed=rc.seed)
+                prior.save(path, {"info": prior_info})
+            timings[_timing("prior_fit_s", cond)] = time.perf_counter() - t0
+
+        brain_emb = cond.embed(x, subj)
+        captions = cond.captions(x, subj) if cond.captions is not None else None
+        finetune_info: dict[str, Any] | None = None
+        cond_emb = brain_emb
+        if rc.finetune:
+            t0 = time.perf_counter()
+            tr_emb, va_emb = brain_embeddings()
+            to_image_scale = _statistics_map(tr_emb, feats[train_t.image], rc.finetune_config.match_statistics)
+            finetune_info = _finetuned(gen, rc, fold_dir, fold.name, head, to_image_scale(tr_emb), train_t.image,
+                                       to_image_scale(va_emb), val_t.image, images["train"].paths, tag)
+            cond_emb = to_image_scale(brain_emb)
+            timings[_timing("finetune_s", cond)] = time.perf_counter() - t0
+        elif multi and not rc.prior:  # a comparison without a prior: both mapped to the image scale alike
+            tr_emb, _ = brain_embeddings()
+            cond_emb = _statistics_map(tr_emb, feats[train_t.image], True)(brain_emb)
+
+        pipe = ReconstructionPipeline(gen, prior, lowlevel, strength=rc.strength, guidance_scale=rc.guidance_scale,
+                                      steps=rc.steps, postprocess=rc.postprocess)
+        t0 = time.perf_counter()
+        result = pipe(cond_emb, scaled(x), captions=captions, seed=rc.seed)
+        timings[_timing("reconstruct_s", cond)] = time.perf_counter() - t0
+        timings[_timing("per_image_s", cond)] = timings[_timing("reconstruct_s", cond)] / len(names)
+        generated[cond.name] = result.images
+        per_cond[cond.name] = {
+            "conditioning": _conditioning(rc, head, cond, multi),
+            "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
+            "finetune": finetune_info,
+            "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
+            "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings), "n_way": len(all_test)},
+            "captions": captions,
+        }
+        if cond is conds[0]:
+            main = {"result": result, "brain_emb": brain_emb}
+
+    result, brain_emb = main["result"], main["brain_emb"]
+    rng = np.random.default_rng(rc.seed)
+    chance_paths = [images["train"].paths[i] for i in rng.choice(len(images["train"]), len(names), replace=False)]
+
+    seen, chance = load_images(paths), load_images(chance_paths)  # 256 px, as the metrics see them
+    save_images(seen, out / "seen", names)
+    for name, imgs in generated.items():
+        save_images(imgs, out / name, names)
+    save_images(upper, out / "upper_bound", names)
+    save_images(chance, out / "chance", names)
+    if result.blurry is not None:
+        save_images(result.blurry, out / "blurry", names)
+
+    # embedding-space check of stage I: closer to the true embeddings (cosine), and still
+    # identifying the right image among the test images (top-1)?
+    first = per_cond[conds[0].name]
     report: dict[str, Any] = {
         "run_dir": str(run_dir), "output": str(out), "fold": fold.name, "brain_head": head, "n_images": len(names),
         "config": rc.to_dict(), "generator": gen.describe(),
-        "prior": None if prior is None else {**prior_info, "parameters": prior.n_parameters()},
-        "finetune": finetune_info,
-        "conditioning": _conditioning(rc, head),
+        "prior": first["prior"], "finetune": first["finetune"], "conditioning": first["conditioning"],
         "lowlevel": None if lowlevel is None else {**low_info, "parameters": lowlevel.n_parameters()},
-        "embedding_cosine": {"brain": cos(brain_emb), "prior": cos(result.embeddings)},
-        "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings),
-                           "n_way": len(all_test)},
+        "embedding_cosine": first["embedding_cosine"], "embedding_top1": first["embedding_top1"],
         "timings": timings,
     }
+    if multi:
+        report["conditions"] = per_cond
     if score:
         from mindsight.evaluate.reconstruction import reconstruction_metrics
 
-        conditions = {"reconstructed": result.images, "upper_bound": upper, "chance": chance}
+        conditions = {**generated, "upper_bound": upper, "chance": chance}
         if result.blurry is not None:
             conditions["blurry"] = result.blurry
         report["metrics"] = {}
         seen_features: dict[str, Any] = {}  # the seen images' features, extracted once
-        for cond, imgs in conditions.items():
-            logger.info("scoring %s (%d images)", cond, len(names))
-            report["metrics"][cond] = reconstruction_metrics(seen, imgs, device=device,
-                                                             seen_features=seen_features)
+        for cond_name, imgs in conditions.items():
+            logger.info("scoring %s (%d images)", cond_name, len(names))
+            report["metrics"][cond_name] = reconstruction_metrics(seen, imgs, device=device,
+                                                                  seen_features=seen_features)
     top5 = _top5(brain_emb, all_test).tolist()
     from mindsight.generate.figures import plot_reconstructions
 
     plot_reconstructions(out / "grid.png", paths, result, upper, [[images["test"].paths[j] for j in row] for row in top5],
-                         n=rc.n_grid)
+                         n=rc.n_grid, others={k: v for k, v in generated.items() if k != "reconstructed"})
     timings["total_s"] = time.perf_counter() - t_start
     report["protocol"] = {
         "fitted_on": "the fold's training images (prior, low-level decoder, stage-2 fine-tuning); "
@@ -300,12 +327,40 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
                           if rc.finetune else ""),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if multi:
+        report["protocol"]["comparison"] = ("multimodal (reconstructed) against image-only conditioning: the same "
+                                            "fold, test trials, low-level pathway, generator and seed")
     write_json(out / "reconstruction.json", report)
     return report
 
 
-def _conditioning(rc: ReconstructConfig, head: str) -> str:
+def _timing(key: str, cond: Conditioning) -> str:
+    return key if cond.name == "reconstructed" else f"{cond.name}_{key}"
+
+
+def _caption_texts(run: Run, model: Any) -> tuple[tuple[str, ...] | None, torch.Tensor | None]:
+    """The training concept names and their embeddings in the text head's space, the captions a
+    multimodal model's text head chooses from (None when it has no text head or no features)."""
+    from mindsight.embed.features import optional_text_features
+
+    if "text" not in model.spec.modalities or not model.spec.text_model:
+        return None, None
+    names = run.images["train"].concept_names
+    table, reason = optional_text_features(names, model.spec.text_model, cache_dir=run.cache_dir, device="cpu")
+    if table is None:
+        logger.info("%s: no captions for the multimodal conditioning", reason)
+        return None, None
+    return names, torch.from_numpy(table.features)
+
+
+def _conditioning(rc: ReconstructConfig, head: str, cond: Conditioning | None = None,
+                  multi: bool = False) -> str:
     """What conditioned the generator, in words (reconstruction.json)."""
+    if cond is not None and multi:
+        how = ("through the generator's condition map fine-tuned on the fold's training trials" if rc.finetune
+               else "through a diffusion prior fitted on them" if rc.prior
+               else "mapped per dimension to the training image embeddings' mean and std")
+        return f"{cond.description}, {how}"
     if rc.finetune:
         scale = (", mapped per dimension to the training image embeddings' mean and std"
                  if rc.finetune_config.match_statistics else "")
@@ -328,7 +383,7 @@ def _statistics_map(brain: torch.Tensor, image: torch.Tensor, on: bool) -> Any:
 
 def _finetuned(gen: Generator, rc: ReconstructConfig, fold_dir: Path, fold: str, head: str,
                train_cond: torch.Tensor, train_image: torch.Tensor, val_cond: torch.Tensor,
-               val_image: torch.Tensor, paths: list[Path]) -> dict[str, Any]:
+               val_image: torch.Tensor, paths: list[Path], tag: dict[str, str] | None = None) -> dict[str, Any]:
     """Fine-tune ``gen`` on the fold's training pairs (validation concepts select the epoch), or
     load the result of an earlier identical job (``finetune-<generator>-<key>.safetensors``)."""
     from mindsight.evaluate.reconstruction import resize_square
@@ -336,7 +391,8 @@ def _finetuned(gen: Generator, rc: ReconstructConfig, fold_dir: Path, fold: str,
 
     key = _fingerprint({"cfg": rc.finetune_config.to_dict(), "fold": fold, "seed": rc.seed, "head": head,
                         "generator": rc.generator, "options": rc.generator_options,
-                        "weights": gen.describe().get("training"), "version": FINETUNE_VERSION})
+                        "weights": gen.describe().get("training"), "version": FINETUNE_VERSION,
+                        **(tag or {})})
     path = fold_dir / f"finetune-{rc.generator}-{key}.safetensors"
     if path.is_file():
         tensors, meta = load_tensors(path)
