@@ -12,7 +12,7 @@ The demo preset has no depth model offline: the depth modality is skipped with a
 
 Usage: ``python benchmarks/bench_ccpro.py [--out runs/bench-ccpro] [--data data/sim-demo]
 [--epochs 40] [--seeds 0 1 2] [--prior/--no-prior]``; results in ``benchmarks/results/ccpro.json``
-and a markdown table on stdout.
+(``ccpro-no-prior.json`` with ``--no-prior``) and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -71,10 +71,11 @@ def main() -> None:
     t_train = time.perf_counter() - t0
     metrics = evaluate_run(args.out, single_trial=False)
     run = Run.open(args.out, device="cpu")
+    suffix = "-no-prior" if args.prior is False else ""
     recs: dict[str, dict[str, Any]] = {}
     for fold in run.folds:
         rc = ReconstructConfig(generator="builtin", fold=fold.name, seed=fold.seed, prior=args.prior)
-        recs[fold.name] = reconstruct_run(run, rc, out=args.out / "reconstruction" / f"builtin-{fold.name}")
+        recs[fold.name] = reconstruct_run(run, rc, out=args.out / "reconstruction" / f"builtin{suffix}-{fold.name}")
     conds = ("reconstructed", "image_only", "upper_bound", "chance", "blurry")
     table = {c: {m: mean_sd([r["metrics"].get(c, {}).get(m) for r in recs.values()]) for m in SHOWN}
              for c in conds}
@@ -92,7 +93,7 @@ def main() -> None:
                              for k, r in recs.items()},
         "reasons": next(iter(recs.values()))["metrics"]["reconstructed"].get("reasons"),
     }
-    write("ccpro", report)
+    write(f"ccpro{suffix}", report)
     print("\n| metric | multimodal (fused) | image only | upper bound | chance |\n|---|---|---|---|---|")
     for m in SHOWN:
         cells = []

@@ -20,6 +20,18 @@ def eeg_from_features(feats: np.ndarray, n_reps: int, n_chans: int, n_times: int
     return noisy.astype(np.float32)
 
 
+def recording(eeg: np.ndarray, concept: np.ndarray, partition: str, concept_names) -> Recording:
+    """A partition of subject 1 from ``eeg`` (images, repetitions, channels, times), 100 Hz."""
+    n_img, n_reps, n_chans, n_times = eeg.shape
+    return Recording(
+        data=eeg.reshape(n_img * n_reps, n_chans, n_times),
+        ch_names=tuple(f"E{i}" for i in range(n_chans)), sfreq=100.0, times=np.arange(n_times) / 100.0,
+        trials=Trials.build(np.repeat(np.arange(n_img), n_reps), np.repeat(concept, n_reps), 1,
+                            repetition=np.tile(np.arange(n_reps), n_img)),
+        partition=partition, concept_names=tuple(concept_names),
+    )
+
+
 def problem(n_train_concepts: int = 60, exemplars: int = 4, n_test: int = 50, dim: int = 16,
             n_reps: int = 2, n_chans: int = 8, n_times: int = 64, noise: float = 0.5, seed: int = 0):
     """(train Recording, test Recording, train features, test features), disjoint concepts.
@@ -37,16 +49,7 @@ def problem(n_train_concepts: int = 60, exemplars: int = 4, n_test: int = 50, di
         ("train", slice(0, n_tr), np.arange(n_tr) // exemplars, names[:n_train_concepts]),
         ("test", slice(n_tr, None), np.arange(n_test), names[n_train_concepts:]),
     ):
-        data = eeg[rows]
-        n_img = data.shape[0]
-        out.append(Recording(
-            data=data.reshape(n_img * n_reps, n_chans, n_times),
-            ch_names=tuple(f"E{i}" for i in range(n_chans)), sfreq=100.0,
-            times=np.arange(n_times) / 100.0,
-            trials=Trials.build(np.repeat(np.arange(n_img), n_reps), np.repeat(concept, n_reps), 1,
-                                repetition=np.tile(np.arange(n_reps), n_img)),
-            partition=part, concept_names=tuple(cnames),
-        ))
+        out.append(recording(eeg[rows], concept, part, cnames))
     tr_f = FeatureTable(feats[:n_tr], tuple(f"tr{i}" for i in range(n_tr)), "synthetic", "image", "tr")
     te_f = FeatureTable(feats[n_tr:], tuple(f"te{i}" for i in range(n_test)), "synthetic", "image", "te")
     return out[0], out[1], tr_f, te_f
@@ -193,17 +196,7 @@ def multimodal_problem(n_train_concepts: int = 60, exemplars: int = 4, n_test: i
     for part, rows, offset, cnames in (("train", slice(0, n_tr), 0, names[:n_train_concepts]),
                                        ("test", slice(n_tr, None), n_train_concepts,
                                         names[n_train_concepts:])):
-        data = eeg[rows]
-        n_img = data.shape[0]
-        recs.append(Recording(
-            data=data.reshape(n_img * n_reps, n_chans, n_times),
-            ch_names=tuple(f"E{i}" for i in range(n_chans)), sfreq=100.0,
-            times=np.arange(n_times) / 100.0,
-            trials=Trials.build(np.repeat(np.arange(n_img), n_reps),
-                                np.repeat(concept[rows] - offset, n_reps), 1,
-                                repetition=np.tile(np.arange(n_reps), n_img)),
-            partition=part, concept_names=tuple(cnames),
-        ))
-        keys = tuple(f"{part}{i}" for i in range(n_img))
+        recs.append(recording(eeg[rows], concept[rows] - offset, part, cnames))
+        keys = tuple(f"{part}{i}" for i in range(eeg[rows].shape[0]))
         tables.append([FeatureTable(lv[rows], keys, "syn", "image", part) for lv in levels])
     return recs[0], recs[1], tables[0], tables[1], mods
