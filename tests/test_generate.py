@@ -264,3 +264,17 @@ def test_reconstruct_refuses_a_run_without_a_trained_encoder(tmp_path):
     (tmp_path / "folds" / "sub-01_seed-0" / "fold.json").write_text(json.dumps({"complete": False}))
     with pytest.raises(MissingFileError, match="no trained encoder"):
         reconstruct_run(tmp_path)
+
+
+def test_a_prior_fit_depends_on_its_seed_not_on_earlier_random_draws():
+    """The initial weights come from the fit's seed: a job that drew random numbers before
+    (another conditioning, an upper bound) fits the same prior."""
+    g = torch.Generator().manual_seed(0)
+    cond, target = torch.randn(64, 4, generator=g), torch.randn(64, 8, generator=g)
+    states = []
+    for burn in (0, 1000):
+        torch.rand(burn)  # whatever ran before the fit
+        prior = DiffusionPrior(8, 4, PriorConfig(widths=[16], epochs=2, batch_size=16))
+        prior.fit(cond[:48], target[:48], cond[48:], target[48:], seed=3)
+        states.append(prior.net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -129,13 +129,17 @@ class DiffusionPrior:
 
     def fit(self, cond: torch.Tensor, target: torch.Tensor, val_cond: torch.Tensor,
             val_target: torch.Tensor, *, seed: int = 0) -> dict[str, Any]:
-        """Train on (cond → target) pairs; keep the epoch with the lowest validation loss
-        (a fixed set of noises and times, so epochs are compared on the same draws)."""
+        """Train on (cond → target) pairs from weights initialised with ``seed``; keep the epoch
+        with the lowest validation loss (a fixed set of noises and times, so epochs are compared
+        on the same draws)."""
         if len(cond) != len(target) or len(val_cond) != len(val_target):
             raise DataFormatError(f"prior: {len(cond)} conditions for {len(target)} targets "
                                   f"(validation {len(val_cond)} / {len(val_target)})")
         cfg = self.cfg
         torch.manual_seed(seed)
+        # initial weights from the seed too: a fit depends on its data, config and seed only, not
+        # on whatever drew random numbers before it (every conditioning of a job starts alike)
+        self.net = PriorUNet(self.dim, self.cond_in, cfg.widths, cfg.cond_dim).to(self.device)
         for kind, data in (("x", target), ("c", cond)):
             data = data.to(self.device).float()
             std = data.std(0)

@@ -44,7 +44,7 @@ from mindsight.generate.prior import DiffusionPrior, PriorConfig
 from mindsight.output import logger
 from mindsight.run import Run
 
-PRIOR_VERSION = 2  # bump when the prior's fitting changes, so cached priors are refitted
+PRIOR_VERSION = 3  # bump when the prior's fitting changes, so cached priors are refitted
 FINETUNE_VERSION = 1  # the same for cached stage-2 fine-tunings
 
 
