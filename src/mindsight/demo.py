@@ -48,9 +48,9 @@ DEMO_METHOD_OVERRIDES = ["data.subjects=[1]", "model.image_model=efficientnet-li
 DEMO_GENERATOR = "builtin"
 DEMO_GENERATOR_REASON = (
     "`builtin` (diffusion prior + latent diffusion) is used because it identifies the seen picture "
-    "better: Lite0 two-way 0.675 against 0.617 for `builtin-var` (AVDE's VAR, fine-tuned on the EEG "
+    "better: Lite0 two-way 0.653 against 0.617 for `builtin-var` (AVDE's VAR, fine-tuned on the EEG "
     "embeddings), whose own ceiling is lower (upper bound 0.685 against 0.812). `builtin-var` scores "
-    "higher on PixCorr (0.500 against 0.447) and SSIM (0.718 against 0.670), but the blurry image "
+    "higher on PixCorr (0.500 against 0.442) and SSIM (0.718 against 0.659), but the blurry image "
     "alone scores higher still on both, so they reward blur more than content. `builtin-var` needs "
     "3.2 times fewer parameters from embedding to picture (2.66 M against 8.52 M with the prior; the "
     "8.1 M low-level ridge is shared) and samples twice as fast, but its stage 2 adds about 3 minutes "
