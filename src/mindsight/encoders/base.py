@@ -32,6 +32,17 @@ FIT_PARAMETERS = ("x", "y", "x_val", "y_val", "score")
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], float]
 
 
+def param_groups_with_rest(groups: list[dict[str, Any]], module: nn.Module) -> list[dict[str, Any]]:
+    """``groups`` (parameter groups of some of ``module``'s parameters) and one more group of its
+    other trainable parameters; one plain group of all of them, in ``module.parameters()`` order,
+    when no group overrides anything (the default :meth:`BrainEncoder.param_groups`)."""
+    if all(set(g) == {"params"} for g in groups):
+        return [{"params": [p for p in module.parameters() if p.requires_grad]}]
+    mine = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in module.parameters() if p.requires_grad and id(p) not in mine]
+    return [g for g in groups if g["params"]] + ([{"params": rest}] if rest else [])
+
+
 class BrainEncoder(nn.Module, Contract, metaclass=abc.ABCMeta):
     """EEG/MEG epochs (batch, n_chans, n_times) → embeddings (batch, n_outputs).
 

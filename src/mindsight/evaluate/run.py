@@ -29,6 +29,7 @@ from mindsight.recording import Recording
 from mindsight.run import Run, load_model
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.data import TrialTensors, trial_tensors
+from mindsight.train.fit import concept_rows
 from mindsight.train.model import AlignmentModel, ModelSpec
 
 __all__ = ["classification_texts", "evaluate_fold", "evaluate_run", "load_model", "repetition_steps",
@@ -115,11 +116,8 @@ def modality_metrics(model: AlignmentModel, trials: TrialTensors, tables: dict[s
         emb, table = outs[m], tables[m].to(outs[m].device)
         image = trials.image.to(emb.device)
         if kind == "text":  # rows per image, equal within a concept: one row per concept
-            concept = trials.concept.to(emb.device)
-            names, target = torch.unique(concept, return_inverse=True)
-            rows = torch.zeros(len(names), dtype=torch.long, device=emb.device)
-            rows[target] = image
-            scores = retrieval_metrics(emb, table[rows], target, k_ways=())
+            rows, index = concept_rows(image, trials.concept.to(emb.device))
+            scores = retrieval_metrics(emb, table[rows], index, k_ways=())
         else:
             scores = retrieval_metrics(emb, table, image, k_ways=())
         out[m] = {"top1": scores["top1"], "top5": scores["top5"]}

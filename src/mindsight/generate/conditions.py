@@ -43,8 +43,17 @@ def conditionings(model: AlignmentModel, head: str, caption_names: tuple[str, ..
         return [Conditioning("reconstructed", f"the brain embeddings ({head} head)",
                              lambda x, s: model.embed(x, s, head=head)[0])]
 
+    memo: dict[int, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+
+    def outputs(x: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every head's embedding of ``x``, computed once per tensor for all conditionings."""
+        hit = memo.get(id(x))
+        if hit is None or hit[0] is not x:  # the tensor is kept, so its id is not reused
+            memo[id(x)] = hit = (x, model.embed_modalities(x, s))
+        return hit[1]
+
     def part(name: str) -> Embed:
-        return lambda x, s: model.embed_modalities(x, s)[name]
+        return lambda x, s: outputs(x, s)[name]
 
     captions = None
     if caption_table is not None and caption_names is not None and "text" in model.spec.modalities:

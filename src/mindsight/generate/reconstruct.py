@@ -208,7 +208,6 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
 
     generated: dict[str, torch.Tensor] = {}
     per_cond: dict[str, dict[str, Any]] = {}
-    main: dict[str, Any] = {}
     for cond in conds:
         # a comparison's second conditioning gets its own cached fits (the first keeps the old keys)
         tag = {} if cond.name == "reconstructed" else {"conditioning": cond.name}
@@ -271,10 +270,10 @@ def _reconstruct(run: Run, rc: ReconstructConfig, out: str | Path | None, score:
             "embedding_top1": {"brain": top1(brain_emb), "prior": top1(result.embeddings), "n_way": len(all_test)},
             "captions": captions,
         }
-        if cond is conds[0]:
-            main = {"result": result, "brain_emb": brain_emb}
+        if cond is conds[0]:  # the grid, the blurry images and the retrievals are the first's
+            first_result, first_emb = result, brain_emb
 
-    result, brain_emb = main["result"], main["brain_emb"]
+    result, brain_emb = first_result, first_emb
     rng = np.random.default_rng(rc.seed)
     chance_paths = [images["train"].paths[i] for i in rng.choice(len(images["train"]), len(names), replace=False)]
 

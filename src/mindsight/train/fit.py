@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mindsight.config import TrainConfig
+from mindsight.encoders.base import param_groups_with_rest
 from mindsight.errors import DataFormatError
 from mindsight.output import progress_bar
 from mindsight.train.checkpoint import (
@@ -100,16 +101,21 @@ def validate(model: AlignmentModel, val: TrialTensors, targets: Targets, batch_s
             "val_n_way": int(len(torch.unique(val.image)))}
 
 
+def concept_rows(image_ids: torch.Tensor, concept_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(one image row per concept present, each trial's index among those concepts): how a
+    table with rows per image, equal within a concept (a text level), is scored by concept."""
+    concepts, index = torch.unique(concept_ids, return_inverse=True)
+    rows = torch.zeros(len(concepts), dtype=torch.long, device=image_ids.device)
+    rows[index] = image_ids  # any image of the concept: their rows are equal
+    return rows, index
+
+
 def concept_top1(pred: torch.Tensor, table: torch.Tensor, image_ids: torch.Tensor,
                  concept_ids: torch.Tensor) -> float:
     """Top-1 of each trial's concept among the concepts present, by cosine between ``pred`` and
     the concepts' rows of ``table`` (rows per image, equal within a concept: a text level)."""
-    concepts, first = torch.unique(concept_ids, return_inverse=True)
-    rows = torch.zeros(len(concepts), dtype=torch.long, device=image_ids.device)
-    rows[first] = image_ids  # one image row per concept (any: their rows are equal)
-    cands = F.normalize(table[rows], dim=1)
-    best = concepts[(F.normalize(pred, dim=1) @ cands.T).argmax(1)]
-    return float((best == concept_ids).float().mean())
+    rows, index = concept_rows(image_ids, concept_ids)
+    return retrieval_top1(pred, table[rows], index)
 
 
 @torch.no_grad()
@@ -163,12 +169,10 @@ def optimizer_groups(model: AlignmentModel, lr: float) -> list[torch.nn.Paramete
     all trainable parameters in ``model.parameters()`` order, the optimiser training always
     built, so its runs and resumable states are unchanged.
     """
-    groups = model.encoder.param_groups(lr)
+    groups = param_groups_with_rest(model.encoder.param_groups(lr), model)
     if len(groups) == 1 and set(groups[0]) == {"params"}:
-        return [p for p in model.parameters() if p.requires_grad]
-    mine = {id(p) for g in groups for p in g["params"]}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mine]
-    return [g for g in groups if g["params"]] + ([{"params": rest}] if rest else [])
+        return groups[0]["params"]
+    return groups
 
 
 def _patience_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:

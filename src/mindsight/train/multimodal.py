@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mindsight.config import build_dataclass
+from mindsight.encoders.base import param_groups_with_rest
 from mindsight.encoders.blocks import Dropout, sinusoidal_positions
 from mindsight.errors import ConfigError
 from mindsight.train.image_side import FixedSide, ImageSide, UncertaintyBlurPrior
@@ -194,12 +195,7 @@ class ModalityEncoders(nn.Module):
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """The encoders' parameter groups and one group of the heads; one plain group of every
         trainable parameter when no encoder overrides its groups."""
-        groups = [g for enc in self.encoders() for g in enc.param_groups(lr)]
-        if all(set(g) == {"params"} for g in groups):
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        mine = {id(p) for g in groups for p in g["params"]}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in mine]
-        return [g for g in groups if g["params"]] + ([{"params": rest}] if rest else [])
+        return param_groups_with_rest([g for enc in self.encoders() for g in enc.param_groups(lr)], self)
 
 
 def modality_mask(n: int, count: int, generator: torch.Generator | None = None) -> torch.Tensor:

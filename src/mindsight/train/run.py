@@ -177,7 +177,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
     modalities, notes = None, {}
     if cfg.model.modalities:  # CogCapPro: each modality's levels, then the fused target
         modalities, feats, notes = modality_feature_tables(cfg, images["train"], text_model, cache_dir, device)
-        levels = [lv for m in modalities for lv in m.levels] + [fused_level(cfg)]
+        levels = multimodal_levels(cfg, modalities)
         text_model = next((m.levels[0].partition("@")[0] for m in modalities if m.kind == "text"),
                           text_model)
     else:
@@ -229,9 +229,13 @@ def run_levels(cfg: RunConfig) -> list[str]:
     (a trained model's spec lists those it was trained with: a skipped modality is not there)."""
     if cfg.model.modalities:
         text_model, _ = text_model_for(cfg.model.image_model, cfg.model.text_model)
-        return ([lv for m in run_modalities(cfg, text_model) for lv in m.levels]
-                + [fused_level(cfg)])
+        return multimodal_levels(cfg, run_modalities(cfg, text_model))
     return level_names(cfg.model.image_model, cfg.model.image_views, cfg.model.extra_image_models)
+
+
+def multimodal_levels(cfg: RunConfig, modalities: list[ModalityLevels]) -> list[str]:
+    """The levels a multimodal model aligns with: each modality's, then the fused target's."""
+    return [lv for m in modalities for lv in m.levels] + [fused_level(cfg)]
 
 
 def fused_level(cfg: RunConfig) -> str:
@@ -348,7 +352,7 @@ def model_spec(cfg: RunConfig, rec: Recording, dim: int, *, subjects: list[int],
         if modalities is None:
             modalities = run_modalities(cfg, text_model or text_model_for(
                 cfg.model.image_model, cfg.model.text_model)[0])
-        levels = [lv for m in modalities for lv in m.levels] + [fused_level(cfg)]
+        levels = multimodal_levels(cfg, modalities)
         multimodal = multimodal_settings(cfg, [m.name for m in modalities])
         level_dims = list(level_dims) if level_dims else [dim] * len(levels)
     return ModelSpec(
