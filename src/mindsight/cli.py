@@ -611,6 +611,96 @@ def demo(
                   f"({m['n_way']}-way top-1)\nreport → {out / 'report.md'}")
 
 
+View = _choices("View", ("terminal", "web", "both", "none"))
+
+
+@app.command()
+def stream(
+    run_dir: RunDir,
+    source: Annotated[str, typer.Option("--source", help="LSL name of the EEG/MEG stream.")] = "mindsight-replay",
+    markers: Annotated[str, typer.Option(help="Stimulus markers: 'stim' (the stream's stim channel), the name of an LSL marker stream, or 'auto' (stim channel if there, else SOURCE-annotations).")] = "auto",
+    marker_offset: Annotated[float, typer.Option(help="Seconds added to marker-stream times (their known delay against the data; PlayerLSL's markers: 1 sample).")] = 0.0,
+    replay: Annotated[Path | None, typer.Option("--replay", help="Replay this recording as SOURCE first (see `mindsight replay`).")] = None,
+    fold: Annotated[str | None, typer.Option(help=r"Fold whose model decodes \[the first].")] = None,
+    subject: Annotated[int | None, typer.Option(help=r"Subject token for the model \[the fold's test subject].")] = None,
+    candidates: Annotated[Path | None, typer.Option(help=r"Folder of images to rank \[the run's test images].")] = None,
+    window: Annotated[list[float] | None, typer.Option("--window", help=r"Seconds after onset at which to predict (repeatable) \[every --window-step, and the epoch's end].")] = None,
+    window_step: Annotated[float, typer.Option(help="Spacing of the growing windows (s).")] = 0.1,
+    k: Annotated[int, typer.Option("-k", help="Candidates per prediction.")] = 5,
+    preprocess_: Annotated[str | None, typer.Option("--preprocess", help=r"The preprocessing the run's data had: official, nice-atm or a preprocessing.json \[the one saved beside the data, else the layout's].")] = None,
+    mvnn: Annotated[str | None, typer.Option(help=r"MVNN whitener: 'none', or a raw training recording to compute it from \[the covariances saved by `mindsight preprocess`].")] = None,
+    mvnn_session: Annotated[str | None, typer.Option(help=r"Whiten with this session's covariance \[the mean over sessions].")] = None,
+    scale: Annotated[float | None, typer.Option(help=r"Multiply the live data by this (a unit factor) \[checked against the training data].")] = None,
+    reconstruct_: Annotated[bool, typer.Option("--reconstruct", help="Reconstruct each stimulus in a background process (needs `mindsight reconstruct RUN_DIR` first).")] = False,
+    view: Annotated[View, typer.Option(help="Live view: the terminal, a local web page, both or none.")] = View.terminal,
+    port: Annotated[int, typer.Option(help="Port of the web page (0: any free one).")] = 8765,
+    out: Annotated[Path | None, typer.Option(help=r"Folder for predictions.jsonl and summary.json \[RUN_DIR/stream/<time>].")] = None,
+    outlet: Annotated[str | None, typer.Option(help="Name of the LSL outlet of predictions ('' for none).")] = "mindsight-predictions",
+    timeout: Annotated[float, typer.Option(help="Stop when the stream sends nothing for this long (s).")] = 5.0,
+    max_events: Annotated[int | None, typer.Option(help="Stop after this many stimuli.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    threads: Annotated[int, typer.Option(help="Torch threads for decoding (1 leaves the other cores to LSL and the views).")] = 1,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Decode a live LSL stream with a trained run: anytime top-k retrieval per stimulus, to JSON
+    lines, an LSL outlet and a live view."""
+    import torch
+
+    from mindsight.stream.session import StreamConfig, stream_run
+
+    torch.set_num_threads(max(1, threads))
+    cfg = StreamConfig(source=source, markers=markers, marker_offset=marker_offset, fold=fold, subject=subject,
+                       candidates=None if candidates is None else str(candidates), windows=window or None,
+                       window_step=window_step, k=k, preprocess=preprocess_, mvnn=mvnn, mvnn_session=mvnn_session,
+                       scale=scale, timeout=timeout, max_events=max_events, duration=duration,
+                       reconstruct=reconstruct_, out=None if out is None else str(out), outlet=outlet or None,
+                       view=view.value, port=port)
+    player = None
+    try:
+        if replay is not None:
+            from mindsight.stream.replay import Replay
+
+            player = Replay(replay, name=source).start()
+        summary = stream_run(run_dir, cfg, cache_dir=cache_dir, console=console)
+    finally:
+        if player is not None:
+            player.stop()
+    final = summary["accuracy"].get(summary["final_window"], {})
+    lat = summary["latency_ms"]
+    console.print(f"{summary['n_final']} stimuli, {summary['n_predictions']} predictions "
+                  f"({summary['reason']}); final window top-1 "
+                  + (f"{100 * final['top1']:.1f} %" if final else "n/a")
+                  + f", latency p50 {lat['p50']} ms, p95 {lat['p95']} ms; lost {summary['lost']}\n"
+                  f"predictions → {summary['out']}")
+
+
+@app.command("replay")
+def replay_cmd(
+    recording: Annotated[Path, typer.Argument(help="Raw THINGS-EEG2 .npy (also the simulator's raw_data/), a FIF or any MNE-readable file, or a folder holding raw_data/.")],
+    name: Annotated[str, typer.Option(help="LSL name of the data stream (markers: NAME-annotations).")] = "mindsight-replay",
+    chunk_size: Annotated[int, typer.Option(help="Samples pushed at a time.")] = 10,
+    start: Annotated[float, typer.Option(help="Start this many seconds into the recording.")] = 0.0,
+    duration: Annotated[float | None, typer.Option(help=r"Play this many seconds \[all].")] = None,
+    repeat: Annotated[int, typer.Option(help="Times to play it (0: forever).")] = 1,
+) -> None:
+    """Stream a recording live on LSL (mne-lsl's PlayerLSL), markers included, until it ends."""
+    import time
+
+    from mindsight.stream.replay import Replay
+
+    player = Replay(recording, name=name, chunk_size=chunk_size, start=start, duration=duration,
+                    repeat=None if repeat == 0 else repeat).start()
+    console.print(f"streaming {recording} as {name!r} ({player.duration:.1f} s"
+                  f"{', forever' if repeat == 0 else f' × {repeat}'}); Ctrl-C stops")
+    try:
+        while player.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.stop()
+
+
 @app.command("evaluate-reconstruction")
 def evaluate_reconstruction(
     seen: Annotated[Path, typer.Option("--seen", help="Folder of the images the subject saw.")],

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mindsight._atomic import write_json
+from mindsight._atomic import atomic_path, write_json
 from mindsight.errors import DataFormatError, MissingFileError, UnknownNameError
 from mindsight.io.containers import read_dict, write_npy_dict, write_pickle_dict
 from mindsight.io.things_eeg2 import CH_NAMES_63, FILE_PARTITION, RAW_KEYS, find_raw_sessions
@@ -36,6 +36,7 @@ from mindsight.output import logger
 from mindsight.preprocess.mvnn import inverse_sqrt, noise_covariance, whiten
 
 TARGET_CODE = 99999
+MVNN_FILE = "mvnn.npz"  # per subject: each session's noise covariance (``cov_<session>``), ``ch_names``
 POSTERIOR = "posterior"  # the official pick: channels whose name starts with O or P
 
 
@@ -178,6 +179,25 @@ def _merge_sessions(parts: list[_Epoched], seed: int, source: str) -> np.ndarray
     return merged[:, shuffle(np.arange(merged.shape[1]), random_state=seed)]
 
 
+def save_mvnn(path: Path, covariances: dict[str, np.ndarray], ch_names: list[str]) -> None:
+    """Write each session's MVNN noise covariance (atomically), so the whitener the training
+    data saw can be applied again later (a live stream of the same subject)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, ch_names=np.asarray(ch_names, dtype=str),
+                     **{f"cov_{ses}": cov for ses, cov in covariances.items()})
+
+
+def load_mvnn(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(covariance per session, channel names) written by :func:`save_mvnn`."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"{path} is missing: no MVNN statistics were saved with these data "
+                               "(preprocessed before they were, or by another tool)")
+    with np.load(path) as z:
+        covs = {k[4:]: np.asarray(z[k]) for k in z.files if k.startswith("cov_")}
+        return covs, [str(c) for c in z["ch_names"]]
+
+
 def preprocess_subject(
     raw_root: str | os.PathLike,
     subject: int,
@@ -216,6 +236,7 @@ def preprocess_subject(
 
     merged: dict[str, list[_Epoched]] = {"train": [], "test": []}
     report: dict[str, Any] = {"sessions": []}
+    covariances: dict[str, np.ndarray] = {}
     for s, ses in enumerate(ses_names["train"]):
         epoched = {p: epoch_session(sessions[p][s], p, cfg) for p in FILE_PARTITION}
         if epoched["train"].ch_names != epoched["test"].ch_names:
@@ -225,6 +246,7 @@ def preprocess_subject(
                 e.data = e.data[..., e.times >= cfg.keep_from - 1e-9]
         if cfg.mvnn:
             cov = np.mean([noise_covariance(epoched[p].data, cfg.mvnn) for p in cfg.mvnn_partitions], axis=0)
+            covariances[ses] = cov
             w = inverse_sqrt(cov)
             for e in epoched.values():
                 e.data = whiten(e.data, w)
@@ -246,6 +268,8 @@ def preprocess_subject(
             "times": np.asarray(first.times),
         })
         logger.info("sub-%02d: wrote %s %s", subject, outputs[p], data.shape)
+    if covariances:  # what a live stream whitens with (mindsight.stream): training statistics
+        save_mvnn(target / MVNN_FILE, covariances, first.ch_names)
     cfg_dict = asdict(cfg)
     write_json(target / "preprocessing.json", {
         "config": cfg_dict, "raw_root": str(raw_root), "subject": subject,
