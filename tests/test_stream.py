@@ -241,7 +241,7 @@ def test_growing_window_uses_only_past_samples_and_full_epoch_equals_mne():
     ep = mne.EpochsArray(raw[None], info, tmin=-0.2, baseline=(None, 0), verbose="error").resample(250.0)
     np.testing.assert_allclose(full, ep.get_data()[0][:, 50:300], rtol=1e-10, atol=1e-12)
     part = pipe(raw[:, : 200 + 300 + 1])  # onset + 300 ms
-    assert part.shape == (2, 76)  # kept samples at 0 .. 300 ms
+    assert part.shape == (2, 75)  # the kept samples at 0 .. 296 ms (501 raw samples → 125 at 250 Hz)
     future = raw.copy()
     future[:, 501:] = 1e6  # what comes later cannot change a window that closed
     np.testing.assert_allclose(pipe(future[:, :501]), part)
@@ -270,3 +270,31 @@ def test_replay_reads_the_raw_release_and_refuses_a_missing_file(live_run, tmp_p
     np.testing.assert_allclose(onsets, [1.0, 1.2])
     with pytest.raises(MissingFileError, match="no such recording"):
         read_raw(tmp_path / "nothing.fif")
+
+
+def test_live_reconstruction_runs_in_a_background_process(live_run, tmp_path):
+    import time
+
+    from mindsight.generate.prior import PriorConfig
+    from mindsight.generate.reconstruct import ReconstructConfig, reconstruct_run
+    from mindsight.stream.reconstruct import LiveReconstructor, cached_fits
+
+    run_dir, cache, _, _ = live_run
+    fold_dir = next((run_dir / "folds").iterdir())
+    with pytest.raises(MissingFileError, match="mindsight reconstruct"):
+        cached_fits(fold_dir)
+    reconstruct_run(run_dir, ReconstructConfig(max_images=2, steps=2, prior_config=PriorConfig(epochs=2)),
+                    out=tmp_path / "offline", cache_dir=cache, score=False)
+    rec = LiveReconstructor(run_dir, fold_dir.name, 1, steps=2, cache_dir=cache, clock=time.monotonic)
+    x = np.random.default_rng(0).normal(size=(63, 250)).astype(np.float32)
+    try:
+        for event in range(3):  # never waits: a newer epoch replaces the one still waiting
+            rec.submit({"event": event, "window": 1.0}, x)
+        got, deadline = [], time.monotonic() + 120
+        while not got and time.monotonic() < deadline:
+            got += rec.poll()
+            time.sleep(0.05)
+    finally:
+        rec.close()
+    assert got and got[0]["png"][:8] == b"\x89PNG\r\n\x1a\n" and got[0]["latency_ms"] > 0
+    assert rec.skipped >= 1 and got[0]["event"] in (0, 2)

@@ -77,6 +77,18 @@ class StreamDecoder:
                                        (len(self.pipeline.out_names), self.pipeline.n_times)).astype(np.float32)
         self.device = next(self.model.parameters()).device
 
+    @torch.no_grad()
+    def warm_up(self, n: int = 3) -> None:
+        """The pipeline and a few forward passes on dummy input, so the first stimulus does not
+        pay for lazy imports and torch's initialisation."""
+        raw = np.zeros((self.pipeline.n_chans, self.pipeline.n_raw))
+        self.pipeline(raw)
+        self.pipeline(raw[:, : self.pipeline.end_offset(self.windows[0]) - self.pipeline.start + 1])
+        x = torch.from_numpy(np.repeat(self.neutral[None], 2, axis=0)).to(self.device)
+        subject = torch.full((2,), self.subject, dtype=torch.long, device=self.device)
+        for _ in range(n):
+            self.model.embed(x, subject)
+
     def add(self, events: Sequence[Event]) -> None:
         for ev in events:
             stim = self.candidates.codes.get(ev.code)

@@ -50,8 +50,8 @@ def _png(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def _worker(run_dir: str, fold_name: str, subject: int, generator: str, jobs: Any, results: Any,
-            cache_dir: Any) -> None:
+def _worker(run_dir: str, fold_name: str, subject: int, generator: str, steps: int | None, jobs: Any,
+            results: Any, cache_dir: Any) -> None:
     import time
 
     import torch
@@ -72,7 +72,7 @@ def _worker(run_dir: str, fold_name: str, subject: int, generator: str, jobs: An
         gen = load_generator(generator, device="cpu")
         prior, _ = DiffusionPrior.load(prior_path, "cpu")
         lowlevel = LowLevelDecoder.load(low_path, "cpu")[0] if low_path is not None else None
-        pipe = ReconstructionPipeline(gen, prior, lowlevel)
+        pipe = ReconstructionPipeline(gen, prior, lowlevel, steps=steps, prior_steps=steps)
         head = "mse" if model.two_heads else "clip"
         results.put({"type": "ready"})
     except Exception as exc:  # the parent reports it as one line
@@ -93,14 +93,15 @@ def _worker(run_dir: str, fold_name: str, subject: int, generator: str, jobs: An
 
 
 class LiveReconstructor:
-    """``submit(prediction, epoch)`` → later ``poll()`` → reconstruction events (PNG bytes)."""
+    """``submit(prediction, epoch)`` → later ``poll()`` → reconstruction events (PNG bytes).
+    ``steps``: sampling steps of the prior and the generator (default: theirs)."""
 
     def __init__(self, run_dir: str | Path, fold_name: str, subject: int, *, generator: str = "builtin",
-                 cache_dir: Any = None, clock: Any = None) -> None:
+                 steps: int | None = None, cache_dir: Any = None, clock: Any = None) -> None:
         ctx = mp.get_context("spawn")
         self.jobs, self.results = ctx.Queue(maxsize=1), ctx.Queue()
         self.process = ctx.Process(target=_worker, daemon=True,
-                                   args=(str(run_dir), fold_name, subject, generator, self.jobs,
+                                   args=(str(run_dir), fold_name, subject, generator, steps, self.jobs,
                                          self.results, cache_dir))
         self.process.start()
         self.skipped = 0

@@ -59,6 +59,7 @@ class StreamConfig:
     duration: float | None = None
     ignore_codes: list[int] = field(default_factory=lambda: [99999])  # THINGS-EEG2's target trials
     reconstruct: bool = False
+    reconstruct_steps: int | None = None  # sampling steps of the live reconstruction (default: the generator's)
     out: str | None = None  # default: RUN_DIR/stream/<time>
     outlet: str | None = "mindsight-predictions"  # LSL outlet name; None: none
     view: str = "none"  # live view: 'terminal', 'web', 'both' or 'none'
@@ -120,6 +121,20 @@ class StreamSession:
         sfreq = float(found[0].sfreq)
         self.pipeline = pipeline_for_run(self.run, self.subject, sfreq, preprocess=cfg.preprocess,
                                          mvnn=cfg.mvnn, mvnn_session=cfg.mvnn_session)
+        # everything slow happens before the data stream connects (its ring buffer holds 2 s)
+        if cfg.scale is None:
+            self.training_amplitude = training_amplitude(self.run, self.fold)
+        windows = cfg.windows or default_windows(self.pipeline, cfg.window_step)
+        self.decoder = StreamDecoder(self.model, self.pipeline, self.candidates, self.subject, windows, cfg.k,
+                                     self.problems, self.clock)
+        self.decoder.warm_up()
+        if cfg.reconstruct:
+            from mindsight.stream.reconstruct import LiveReconstructor
+
+            self.reconstructor = LiveReconstructor(self.run.path, self.fold.name, self.subject,
+                                                   steps=cfg.reconstruct_steps, cache_dir=self.run.cache_dir,
+                                                   clock=self.clock)
+            self.decoder.on_final = self.reconstructor.submit
         markers, ignore = cfg.markers, set(cfg.ignore_codes)
         # a named marker stream is opened first, so no marker is pushed before we listen
         marker_events = (None if markers in ("auto", "stim") else
@@ -137,15 +152,6 @@ class StreamSession:
                 marker_events = MarkerStreamEvents(markers, ignore, self.problems, cfg.connect_timeout,
                                                    cfg.marker_offset)
             self.events = marker_events.attach(self.source)
-        windows = cfg.windows or default_windows(self.pipeline, cfg.window_step)
-        self.decoder = StreamDecoder(self.model, self.pipeline, self.candidates, self.subject, windows, cfg.k,
-                                     self.problems, self.clock)
-        if cfg.reconstruct:
-            from mindsight.stream.reconstruct import LiveReconstructor
-
-            self.reconstructor = LiveReconstructor(self.run.path, self.fold.name, self.subject,
-                                                   cache_dir=self.run.cache_dir, clock=self.clock)
-            self.decoder.on_final = self.reconstructor.submit
         self.marker_source = markers
         return self
 
@@ -161,7 +167,7 @@ class StreamSession:
         from mindsight.train.scaler import typical_amplitude
 
         live = typical_amplitude(self.pipeline(buf.get(start, end)[: self.pipeline.n_chans]))
-        train = training_amplitude(self.run, self.fold)
+        train = self.training_amplitude
         factor, note = unit_factor(live, train)
         self.pipeline.scale = factor
         self.stats["units"] = {"live_amplitude": live, "training_amplitude": train, "scale": factor}
