@@ -59,6 +59,7 @@ bench: install
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_reconstruction_metrics.py
 	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

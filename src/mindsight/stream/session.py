@@ -181,7 +181,8 @@ class StreamSession:
         self.publish({"type": "start", "run": str(self.run.path), "fold": self.fold.name,
                       "encoder": self.model.spec.encoder, "source": cfg.source, "markers": self.marker_source,
                       "sfreq": src.sfreq, "windows": dec.windows, "k": cfg.k,
-                      "n_candidates": len(self.candidates), "candidates": self.candidates.source})
+                      "n_candidates": len(self.candidates), "candidates": self.candidates.source,
+                      "reconstruct": self.reconstructor is not None})
         t_start = time.monotonic()
         first_pred = last_pred = None
         latencies: list[float] = []

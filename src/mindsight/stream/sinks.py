@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from mindsight.errors import ConfigError
+
 __all__ = ["JsonLines", "LslOutlet", "Sink"]
 
 
@@ -27,8 +29,11 @@ class JsonLines:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists():
+            raise ConfigError(f"{self.path} exists: it holds an earlier session's predictions; pass "
+                              "another --out (or remove it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the session)
+        self._fh = open(self.path, "x", encoding="utf-8")  # noqa: SIM115 (kept open for the session)
         self._lock = threading.Lock()
 
     def publish(self, event: dict[str, Any]) -> None:

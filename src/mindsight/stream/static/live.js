@@ -61,6 +61,7 @@ function showStart(start) {
   const windows = (start && start.windows) || [];
   view.maxWindow = windows.length ? Math.max(...windows) : null;
   if (start) {
+    if (start.reconstruct === false) $("recon-placeholder").textContent = "off (--reconstruct)";
     if (start.n_candidates) view.nCandidates = start.n_candidates;
     const parts = [start.run, start.fold, start.encoder, start.source,
                    view.nCandidates ? `${view.nCandidates} candidates` : null];
