@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 
 import mne
 import numpy as np
 import pytest
 import torch
 
-from mindsight.errors import DataFormatError, MissingFileError
+from mindsight.errors import ConfigError, DataFormatError, MissingFileError
 from mindsight.stream.pipeline import OnlinePipeline, offline_epochs, pipeline_for_run
 from mindsight.stream.problems import Problems
 from mindsight.stream.source import LiveSource, SampleBuffer
@@ -141,9 +143,26 @@ def test_stream_run_writes_json_lines_and_summary(live_run, tmp_path):
     from mindsight.stream.session import StreamConfig, stream_run
 
     run_dir, cache, raw_dir, _ = live_run
+    received = []
+
+    def listen():  # other BCI software reading the outlet of predictions
+        from mne_lsl.lsl import StreamInlet, resolve_streams
+
+        found = resolve_streams(timeout=20, name="ms-test-outlet")
+        inlet = StreamInlet(found[0])
+        inlet.open_stream(timeout=5)
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            samples, _ = inlet.pull_chunk(timeout=0.2)
+            received.extend(json.loads(row[0]) for row in samples)
+        inlet.close_stream()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
     with Replay(raw_dir / "raw_eeg_test.npy", name="ms-test-run", duration=2.6):
         summary = stream_run(run_dir, StreamConfig(source="ms-test-run", timeout=0.8, out=str(tmp_path),
                                                    outlet="ms-test-outlet", windows=[0.5]), cache_dir=cache)
+    listener.join(timeout=15)
     lines = [json.loads(s) for s in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert lines[0]["type"] == "start" and lines[-1]["type"] == "stop"
     preds = [e for e in lines if e["type"] == "prediction"]
@@ -152,6 +171,14 @@ def test_stream_run_writes_json_lines_and_summary(live_run, tmp_path):
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["n_predictions"] == len(preds) == summary["n_predictions"]
     assert saved["protocol"]["pipeline"]["sfreq"] == 250.0 and "versions" in saved["protocol"]
+    # the LSL outlet carried the predictions (a listener may join after the first ones)
+    assert received and all(r["type"] == "prediction" for r in received)
+    assert [(r["event"], r["window"]) for r in received] == [(e["event"], e["window"]) for e in preds][-len(received):]
+    with pytest.raises(ConfigError, match="earlier session"):  # a session never appends to another
+        stream_run(run_dir, StreamConfig(source="ms-test-run", out=str(tmp_path)), cache_dir=cache)
+    with pytest.raises(ConfigError, match="no LSL stream named 'nothing-here'"):
+        stream_run(run_dir, StreamConfig(source="nothing-here", connect_timeout=0.5, out=str(tmp_path / "b"),
+                                         outlet=None), cache_dir=cache)
 
 
 def test_pipeline_settings_come_from_training_statistics(live_run):
@@ -270,6 +297,33 @@ def test_replay_reads_the_raw_release_and_refuses_a_missing_file(live_run, tmp_p
     np.testing.assert_allclose(onsets, [1.0, 1.2])
     with pytest.raises(MissingFileError, match="no such recording"):
         read_raw(tmp_path / "nothing.fif")
+    # a FIF file without annotations: markers from its stim channel
+    info = mne.create_info(["Oz", "STI 014"], 250.0, ["eeg", "stim"])
+    data = np.zeros((2, 1000))
+    data[1, [250, 500]] = [3, 7]
+    mne.io.RawArray(data, info, verbose="error").save(tmp_path / "rec_raw.fif", verbose="error")
+    fif = read_raw(tmp_path / "rec_raw.fif")
+    assert list(fif.annotations.description) == ["3", "7"]
+    np.testing.assert_allclose(fif.annotations.onset, [1.0, 2.0])
+
+
+def test_an_image_folder_as_candidates_is_embedded_like_the_test_images(live_run, tmp_path):
+    import shutil
+
+    from mindsight.run import Run
+    from mindsight.stream.candidates import Candidates
+
+    run_dir, cache, _, _ = live_run
+    run = Run.open(run_dir, device="cpu", cache_dir=cache)
+    fold = run.folds[0]
+    test = Candidates.from_run(run, fold)
+    for i in (0, 3):
+        shutil.copy(test.paths[i], tmp_path / f"{i}_{test.paths[i].name}")
+    folder = Candidates.from_folder(run, fold, tmp_path)
+    assert len(folder) == 2 and folder.codes == {}
+    torch.testing.assert_close(folder.targets, test.targets[[0, 3]], rtol=1e-4, atol=1e-5)
+    with pytest.raises(MissingFileError, match="no images"):
+        Candidates.from_folder(run, fold, tmp_path / "empty")
 
 
 def test_live_reconstruction_runs_in_a_background_process(live_run, tmp_path):

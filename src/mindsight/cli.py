@@ -637,6 +637,7 @@ def stream(
     out: Annotated[Path | None, typer.Option(help=r"Folder for predictions.jsonl and summary.json \[RUN_DIR/stream/<time>].")] = None,
     outlet: Annotated[str | None, typer.Option(help="Name of the LSL outlet of predictions ('' for none).")] = "mindsight-predictions",
     timeout: Annotated[float, typer.Option(help="Stop when the stream sends nothing for this long (s).")] = 5.0,
+    connect_timeout: Annotated[float, typer.Option(help="How long to look for the streams at start (s).")] = 10.0,
     max_events: Annotated[int | None, typer.Option(help="Stop after this many stimuli.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     threads: Annotated[int, typer.Option(help="Torch threads for decoding (1 leaves the other cores to LSL and the views).")] = 1,
@@ -652,7 +653,8 @@ def stream(
     cfg = StreamConfig(source=source, markers=markers, marker_offset=marker_offset, fold=fold, subject=subject,
                        candidates=None if candidates is None else str(candidates), windows=window or None,
                        window_step=window_step, k=k, preprocess=preprocess_, mvnn=mvnn, mvnn_session=mvnn_session,
-                       scale=scale, timeout=timeout, max_events=max_events, duration=duration,
+                       scale=scale, timeout=timeout, connect_timeout=connect_timeout,
+                       max_events=max_events, duration=duration,
                        reconstruct=reconstruct_, out=None if out is None else str(out), outlet=outlet or None,
                        view=view.value, port=port)
     player = None
