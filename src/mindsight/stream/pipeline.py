@@ -193,8 +193,9 @@ def _is_simulated(eeg_root: Path) -> bool:
 
 def _mvnn_from_saved(path: Path, ch_names: tuple[str, ...], session: str | None) -> np.ndarray:
     from mindsight.preprocess.mvnn import inverse_sqrt
+    from mindsight.preprocess.pipeline import load_mvnn
 
-    covs, names = _load_mvnn(path)
+    covs, names = load_mvnn(path)
     if tuple(names) != tuple(ch_names):
         raise DataFormatError(f"{path}: MVNN channels {names} differ from the data's {list(ch_names)}")
     if session is not None:
@@ -202,12 +203,6 @@ def _mvnn_from_saved(path: Path, ch_names: tuple[str, ...], session: str | None)
             raise UnknownNameError(f"{path}: no session {session!r}; sessions: {', '.join(covs)}")
         return inverse_sqrt(covs[session])
     return inverse_sqrt(np.mean(list(covs.values()), axis=0))  # a new session: their mean
-
-
-def _load_mvnn(path: Path):
-    from mindsight.preprocess.pipeline import load_mvnn
-
-    return load_mvnn(path)
 
 
 def _mvnn_from_raw(path: Path, cfg: Any, ch_names: tuple[str, ...]) -> np.ndarray:
