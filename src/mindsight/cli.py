@@ -348,6 +348,8 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML run configuration; flags override it.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any config value: section.key=value.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    devices: Annotated[int, typer.Option(help="Processes on this node (torch.distributed: one per GPU, or gloo processes on the CPU); under torchrun, its processes.")] = 1,
+    parallel: Annotated[str, typer.Option(help="With several processes: 'folds' (one fold per process), 'model' (each fold on all of them, DDP with the global batch's negatives) or 'auto'.")] = "auto",
     progress: Progress = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -367,7 +369,17 @@ def train(
     }
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     cfg = cfg.override(overrides + list(set_ or []))
-    train_run(cfg, out, resume=resume, cache_dir=cache_dir)
+    if devices > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from mindsight.train.distributed import check_parallel, launch, train_worker
+
+        check_parallel(parallel)
+        args = (cfg.to_dict(), str(out), resume, None if cache_dir is None else str(cache_dir), parallel)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: this is one worker
+            train_worker(*args)
+        else:
+            launch(train_worker, devices, *args)
+    else:
+        train_run(cfg, out, resume=resume, cache_dir=cache_dir)
     console.print(f"trained {cfg.model.encoder} ({cfg.protocol}, subjects {cfg.data.subjects}, "
                   f"seeds {cfg.train.seeds}) → {out}\nnext: mindsight evaluate {out}")
 

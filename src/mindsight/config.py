@@ -92,6 +92,8 @@ class TrainConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     checkpoint_seconds: float = 30.0  # write the resumable state at most this often (and at the end)
+    precision: str = "auto"  # 'auto' (bf16 autocast + TF32 on GPUs that support it), 'bf16', 'fp32'
+    compile: bool = False  # torch.compile the encoder (pays off on GPUs for long runs)
 
 
 @dataclass

@@ -40,13 +40,14 @@ def progress_enabled() -> bool:
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str | None = None,
                  total: int | None = None, unit: str = "it", initial: int = 0,
-                 leave: bool = True) -> Any:
+                 leave: bool = True, enabled: bool = True) -> Any:
     """A tqdm bar (over ``iterable``, or updated by hand with ``total``) that is silent when
-    progress is off. Every long loop in mindsight draws its bar through this."""
+    progress is off (or not ``enabled``: e.g. on every process but the first of a distributed
+    run). Every long loop in mindsight draws its bar through this."""
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, initial=initial, leave=leave,
-                disable=not progress_enabled())
+                disable=not (enabled and progress_enabled()))
 
 
 def progress_callback(desc: str, unit: str = "it") -> Callable[[int, int], None] | None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from mindsight.config import TrainConfig
 from mindsight.encoders.base import param_groups_with_rest
-from mindsight.errors import DataFormatError
+from mindsight.errors import ConfigError, DataFormatError
 from mindsight.output import progress_bar
 from mindsight.train.checkpoint import (
     load_tensors,
@@ -30,7 +30,9 @@ from mindsight.train.checkpoint import (
     set_rng_state,
 )
 from mindsight.train.data import TrialTensors
+from mindsight.train.distributed import World, shard, wrap
 from mindsight.train.model import AlignmentModel
+from mindsight.train.precision import autocast_context
 
 
 @dataclass
@@ -182,15 +184,30 @@ def _patience_spent(state: dict[str, Any], cfg: TrainConfig) -> bool:
 
 def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: Targets,
         cfg: TrainConfig, seed: int, workdir: str | Path | None = None, resume: bool = False,
-        on_epoch_end: EpochCallback | None = None) -> FitResult:
+        on_epoch_end: EpochCallback | None = None, world: World | None = None) -> FitResult:
     """Train ``model`` in place and leave it holding the selected (best-validation) weights.
 
     With ``workdir`` the selected weights go to ``model.safetensors`` whenever they improve, and
     the resumable state to ``last.safetensors`` after the last epoch and after any epoch that
     ends ``cfg.checkpoint_seconds`` or more after the previous write (0: every epoch); ``resume``
     continues from the latter, to the same result.
+
+    With a ``world`` of several processes (:mod:`mindsight.train.distributed`) each process
+    embeds its shard of a global batch of ``world.size × cfg.batch_size``, the loss is computed
+    on the gathered global batch, DistributedDataParallel averages the gradients, and rank 0
+    alone writes the checkpoints.
     """
     dev = targets.levels[0].device
+    world = world if world is not None and world.size > 1 else None
+    if world is not None and model.spec.modalities:
+        raise ConfigError("distributed training of one multimodal model is not supported; use "
+                          "--parallel folds (one fold per process)")
+    if cfg.compile:  # in place: the state dict keeps its keys
+        model.encoder.compile()
+    step_model = wrap(model, world) if world is not None else None
+    global_batch = cfg.batch_size * (world.size if world is not None else 1)
+    writes = world is None or world.main
+    precision = autocast_context(cfg.precision, dev)
     workdir = Path(workdir) if workdir is not None else None
     opt = make_optimizer(optimizer_groups(model, cfg.lr), cfg)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": None, "best_epoch": -1,
@@ -207,7 +224,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
     n = len(train)
     saved_at = time.perf_counter()  # when the resumable state was last written
     bar = progress_bar(total=cfg.epochs, initial=state["epoch"], desc=f"seed {seed}", unit="epoch",
-                       leave=False)
+                       leave=False, enabled=writes)
     for epoch in range(state["epoch"], cfg.epochs):
         if _patience_spent(state, cfg):
             break
@@ -217,22 +234,30 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         perm = torch.randperm(n, generator=gen).to(dev)
         sums: dict[str, torch.Tensor] = {}  # summed on the device: no host sync per step
         steps = 0
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start : start + cfg.batch_size]
-            if len(idx) < 2 or (cfg.drop_last and len(idx) < cfg.batch_size <= n):
+        for start in range(0, n, global_batch):
+            idx = perm[start : start + global_batch]
+            if len(idx) < 2 or (cfg.drop_last and len(idx) < global_batch <= n):
                 continue  # a lone trial has no negatives (and breaks batch norm); drop_last
                 #           skips a partial last batch, unless the whole set is smaller than one
             img = train.image[idx]
-            if model.spec.modalities:  # CogCapPro: a loss per modality and the fused one
-                loss, parts = model.multimodal_loss(train.inputs(idx, gen), train.subject[idx],
-                                                    targets.levels, img, idx, epoch=epoch,
-                                                    generator=gen)
-            else:
-                emb, txt, mse = model.heads(train.inputs(idx, gen), train.subject[idx])
-                target = model.train_targets(targets.levels, img, idx, emb)
-                loss, parts = model.loss(emb, target, txt, targets.text_train,
-                                         None if targets.train_concepts is None
-                                         else targets.train_concepts[idx], mse_pred=mse)
+            with precision:
+                if model.spec.modalities:  # CogCapPro: a loss per modality and the fused one
+                    loss, parts = model.multimodal_loss(train.inputs(idx, gen), train.subject[idx],
+                                                        targets.levels, img, idx, epoch=epoch,
+                                                        generator=gen)
+                else:
+                    def batch_loss(emb, txt, mse, img=img, idx=idx):
+                        target = model.train_targets(targets.levels, img, idx, emb)
+                        return model.loss(emb, target, txt, targets.text_train,
+                                          None if targets.train_concepts is None
+                                          else targets.train_concepts[idx], mse_pred=mse)
+
+                    x, subject = train.inputs(idx, gen), train.subject[idx]
+                    if world is None:
+                        loss, parts = batch_loss(*model.heads(x, subject))
+                    else:  # this process's shard; the loss on the gathered global batch
+                        mine, sizes = shard(torch.arange(len(idx), device=dev), world)
+                        loss, parts = step_model(x[mine], subject[mine], sizes, batch_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -245,13 +270,13 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
                 "needs at least 2")
         logs = {k: float(v) / steps for k, v in sums.items()}
         logs.update(model.side_summary())
-        logs.update(validate(model, val, targets, cfg.batch_size))
+        logs.update(validate(model, val, targets, global_batch))  # batches as one process would
         logs.update(epoch=epoch, temperature=model.loss.temperature, seconds=time.perf_counter() - t0)
         score = _score(logs, cfg.select_by)
         if state["best_score"] is None or score > state["best_score"]:
             state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if workdir is not None:
+            if workdir is not None and writes:
                 save_tensors(workdir / "model.safetensors", best_weights,
                              {"spec": model.spec.to_dict(), "epoch": epoch, "val": logs})
         else:
@@ -259,7 +284,7 @@ def fit(model: AlignmentModel, train: TrialTensors, val: TrialTensors, targets: 
         state["history"].append(logs)
         state["epoch"] = epoch + 1
         finished = state["epoch"] == cfg.epochs or _patience_spent(state, cfg)
-        if last is not None and (finished or time.perf_counter() - saved_at >= cfg.checkpoint_seconds):
+        if last is not None and writes and (finished or time.perf_counter() - saved_at >= cfg.checkpoint_seconds):
             saved_at = time.perf_counter()
             opt_tensors, opt_meta = optimizer_to_tensors(opt)
             save_tensors(last, {**{f"model.{k}": v for k, v in model.state_dict().items()},

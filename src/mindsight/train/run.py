@@ -46,6 +46,7 @@ from mindsight.recording import Recording
 from mindsight.train.checkpoint import save_tensors
 from mindsight.train.checks import check_partitions
 from mindsight.train.data import TrialTensors, positions, subset_tensors, trial_tensors
+from mindsight.train.distributed import World, check_parallel
 from mindsight.train.fit import EpochCallback, Targets, fit, retrieval_top1, validate
 from mindsight.train.model import AlignmentModel, ModelSpec
 from mindsight.train.multimodal import ModalityLevels, multimodal_config
@@ -159,9 +160,30 @@ def _prepare_out(cfg: RunConfig, out: Path, resume: bool) -> None:
     cfg.save(saved)
 
 
+def _on_main(world: World, fn: Any) -> None:
+    """Run ``fn`` on rank 0; its error, if any, is raised on every process (none waits forever)."""
+    error = None
+    if world.main:
+        try:
+            fn()
+        except MindsightError as exc:
+            error = str(exc)
+    error = world.broadcast_object(error)
+    if error is not None:
+        raise MindsightError(error)
+
+
 def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
-              cache_dir: Any = None, on_epoch_end: EpochCallback | None = None) -> Path:
-    """Train every fold of ``cfg`` into ``out``; finished folds are kept when resuming."""
+              cache_dir: Any = None, on_epoch_end: EpochCallback | None = None,
+              world: World | None = None, parallel: str = "auto") -> Path:
+    """Train every fold of ``cfg`` into ``out``; finished folds are kept when resuming.
+
+    With a ``world`` of several processes (:mod:`mindsight.train.distributed`): ``parallel``
+    ``'folds'`` deals the folds out (one model per process; a failing fold is reported, the
+    others go on), ``'model'`` trains each fold with all processes, ``'auto'`` picks folds when
+    there are at least as many folds left as processes. Rank 0 writes the run's files."""
+    world = world or World()
+    check_parallel(parallel)
     cfg.validate()
     out = Path(out)
     if cfg.data.images is None:
@@ -172,8 +194,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
     images = read_images(cfg.data.eeg, cfg.data.images, test_set=cfg.data.test_set)
     check_images(images)
     check_partitions(cfg, images, cache_dir=cache_dir)  # headers only: no test value is read
-    _prepare_out(cfg, out, resume)
-    device = resolve_device(cfg.train.device)
+    _on_main(world, lambda: _prepare_out(cfg, out, resume))
+    device = resolve_device(cfg.train.device) if world.size == 1 else world.device
     modalities, notes = None, {}
     if cfg.model.modalities:  # CogCapPro: each modality's levels, then the fused target
         modalities, feats, notes = modality_feature_tables(cfg, images["train"], text_model, cache_dir, device)
@@ -208,18 +230,48 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False,
         "versions": versions(), "device": device,
         "folds": [f.name for f in folds(cfg)], "status": "running",
     })
-    write_json(run_path, run)
+    if world.main:
+        write_json(run_path, run)
+    todo, seen = [], set()
     for fold in folds(cfg):
-        fold_dir = out / "folds" / fold.model_name
-        done = fold_dir / "fold.json"
-        if done.is_file() and json.loads(done.read_text()).get("complete"):
+        done = out / "folds" / fold.model_name / "fold.json"
+        if fold.model_name in seen or (done.is_file() and json.loads(done.read_text()).get("complete")):
             continue
+        seen.add(fold.model_name)  # a pooled model serves several folds: trained once
+        todo.append(fold)
+    if parallel == "auto":
+        parallel = "folds" if len(todo) >= world.size > 1 else "model"
+    mine = todo[world.rank :: world.size] if parallel == "folds" else todo
+    failed: dict[str, str] = {}
+    for fold in mine:
+        fold_dir = out / "folds" / fold.model_name
         fold_dir.mkdir(parents=True, exist_ok=True)
-        train_fold(cfg, fold, fold_dir, images, feats, texts, text_head, text_model, device,
-                   resume=resume, cache_dir=cache_dir, on_epoch_end=on_epoch_end,
-                   modalities=modalities)
-    run.update(status="complete", finished=datetime.now(UTC).isoformat(timespec="seconds"))
-    write_json(run_path, run)
+        args = (cfg, fold, fold_dir, images, feats, texts, text_head, text_model, device)
+        kwargs = dict(resume=resume, cache_dir=cache_dir, on_epoch_end=on_epoch_end, modalities=modalities)
+        if parallel == "model":
+            train_fold(*args, **kwargs, world=world)
+            continue
+        try:  # one fold per process: a failure is reported, the other folds go on
+            train_fold(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (reported below, with the fold's name)
+            if world.size == 1:
+                raise
+            failed[fold.name] = f"{type(exc).__name__}: {exc}"
+            logger.warning("fold %s failed on process %d: %s", fold.name, world.rank, failed[fold.name])
+    for part in world.all_gather_object(failed):
+        failed.update(part)
+    if world.size > 1:
+        run.update(parallel={"processes": world.size, "mode": parallel, "device": device})
+    run.update(status="failed" if failed else "complete",
+               finished=datetime.now(UTC).isoformat(timespec="seconds"))
+    if failed:
+        run["failed_folds"] = failed
+    if world.main:
+        write_json(run_path, run)
+    world.barrier()
+    if failed:
+        raise MindsightError(f"{len(failed)} fold(s) failed ({'; '.join(f'{k}: {v}' for k, v in failed.items())}); "
+                             f"the others are in {out}; fix and rerun with --resume")
     return out
 
 
@@ -319,15 +371,20 @@ def train_fold(cfg: RunConfig, fold: Fold, fold_dir: Path, images: ImageSet, fea
                texts: FeatureTable | None, text_head: bool, text_model: str, device: str, *,
                resume: bool, cache_dir: Any,
                on_epoch_end: EpochCallback | None,
-               modalities: list[ModalityLevels] | None = None) -> dict[str, Any]:
-    """Read the fold's training subjects, fit from a fresh initialisation, write fold.json."""
+               modalities: list[ModalityLevels] | None = None,
+               world: World | None = None) -> dict[str, Any]:
+    """Read the fold's training subjects, fit from a fresh initialisation, write fold.json
+    (with a ``world``: all its processes train the fold, rank 0 writes)."""
     t0 = time.perf_counter()
     rec = load_training(cfg, fold, images, cache_dir)
     _, info = fit_recording(cfg, rec, feats, texts, seed=fold.seed, text_head=text_head,
                             text_model=text_model, device=device, workdir=fold_dir, resume=resume,
-                            on_epoch_end=on_epoch_end, modalities=modalities)
+                            on_epoch_end=on_epoch_end, modalities=modalities, world=world)
     info.update(test_subject=fold.test_subject, seconds=time.perf_counter() - t0, complete=True)
-    write_json(fold_dir / "fold.json", info)
+    if world is not None and world.size > 1:
+        info["world_size"] = world.size
+    if world is None or world.main:
+        write_json(fold_dir / "fold.json", info)
     return info
 
 
@@ -393,7 +450,8 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
                   text_model: str | None = None, device: str = "cpu",
                   workdir: Path | None = None, resume: bool = False,
                   on_epoch_end: EpochCallback | None = None,
-                  modalities: list[ModalityLevels] | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
+                  modalities: list[ModalityLevels] | None = None,
+                  world: World | None = None) -> tuple[AlignmentModel, dict[str, Any]]:
     """Fit one model on the training recording ``rec`` (validation concepts split off inside).
 
     ``feats`` (one table per feature level, or one table) rows follow ``rec.trials.image``;
@@ -448,12 +506,12 @@ def fit_recording(cfg: RunConfig, rec: Recording, feats: FeatureTable | list[Fea
     }
     if is_closed_form(cfg.model.encoder):
         info.update(_fit_closed_form(model, train, val, targets))
-        if workdir is not None:
+        if workdir is not None and (world is None or world.main):
             save_tensors(workdir / "model.safetensors", model.state_dict(),
                          {"spec": spec.to_dict(), "epoch": 0, "val": info["val"]})
     else:
         result = fit(model, train, val, targets, cfg.train, seed, workdir=workdir,
-                     resume=resume, on_epoch_end=on_epoch_end)
+                     resume=resume, on_epoch_end=on_epoch_end, world=world)
         info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
                     stopped_early=result.stopped_early, history=result.history,
                     val=result.history[result.best_epoch])

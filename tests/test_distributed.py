@@ -1,0 +1,112 @@
+"""Training on several processes (torch.distributed, gloo on this CPU): two processes with
+batch B each train exactly what one process with batch 2B trains; folds run in parallel."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from layouts import write_image_set, write_official
+
+from mindsight.config import RunConfig
+from mindsight.errors import MindsightError
+from mindsight.train import train_run
+from mindsight.train.checkpoint import load_tensors
+from mindsight.train.distributed import World, launch, shard, train_worker
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    images = write_image_set(root / "images", n_train_concepts=6, exemplars=8, n_test=3)
+    for s in (1, 2):
+        write_official(root / "eeg", subject=s, n_train=48, n_test=3, n_rep_train=2, seed=s)
+    return root / "eeg", images, tmp_path_factory.mktemp("ddp-cache")
+
+
+def _config(eeg, images, batch_size, subjects=(1,)):
+    return RunConfig.from_dict({
+        "data": {"eeg": str(eeg), "images": str(images), "subjects": list(subjects), "val_fraction": 0.25,
+                 "train_trials": "averaged"},
+        "model": {"encoder": "mlp", "params": {"hidden": 64, "dropout": 0.0}},
+        "train": {"epochs": 4, "batch_size": batch_size, "lr": 1e-3, "seeds": [0], "patience": None,
+                  "text_weight": 0.0, "device": "cpu", "checkpoint_seconds": 0}})
+
+
+def _fold(out):
+    fold_dir = next((out / "folds").iterdir())
+    info = json.loads((fold_dir / "fold.json").read_text())
+    weights, _ = load_tensors(fold_dir / "model.safetensors")
+    return info, weights
+
+
+def test_two_gloo_processes_equal_one_process_with_the_global_batch(dataset, tmp_path):
+    eeg, images, cache = dataset
+    single = train_run(_config(eeg, images, 16), tmp_path / "single", cache_dir=cache)
+    launch(train_worker, 2, _config(eeg, images, 8).to_dict(), str(tmp_path / "ddp"), False, str(cache), "model")
+    (info1, w1), (info2, w2) = _fold(single), _fold(tmp_path / "ddp")
+    assert info2["world_size"] == 2 and info1["best_epoch"] == info2["best_epoch"]
+    for h1, h2 in zip(info1["history"], info2["history"], strict=True):  # the same curves
+        for key in ("loss", "val_loss", "val_top1"):
+            assert h2[key] == pytest.approx(h1[key], rel=1e-4, abs=1e-6), key
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
+    run = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert run["status"] == "complete" and run["parallel"] == {"processes": 2, "mode": "model", "device": "cpu"}
+
+
+def test_folds_in_parallel_write_what_one_process_writes(dataset, tmp_path):
+    eeg, images, cache = dataset
+    cfg = _config(eeg, images, 16, subjects=(1, 2))
+    single = train_run(cfg, tmp_path / "single", cache_dir=cache)
+    launch(train_worker, 2, cfg.to_dict(), str(tmp_path / "par"), False, str(cache), "auto")
+    for name in ("sub-01_seed-0", "sub-02_seed-0"):
+        a = json.loads((single / "folds" / name / "fold.json").read_text())
+        b = json.loads((tmp_path / "par" / "folds" / name / "fold.json").read_text())
+        assert [h["val_loss"] for h in a["history"]] == pytest.approx([h["val_loss"] for h in b["history"]],
+                                                                       rel=1e-5)
+    run = json.loads((tmp_path / "par" / "run.json").read_text())
+    assert run["parallel"]["mode"] == "folds" and run["status"] == "complete"
+
+
+def test_a_failing_fold_does_not_stop_the_others(dataset, tmp_path, monkeypatch):
+    """In-process stand-in for two processes: rank 0 of 2 gets fold 1 of 2 and fails; the run
+    records it and raises one line naming it after the fold it could train."""
+    eeg, images, cache = dataset
+    import mindsight.train.run as run_module
+
+    calls = []
+
+    def failing(cfg, fold, *args, **kwargs):
+        calls.append(fold.name)
+        raise ValueError("out of memory (simulated)")
+
+    monkeypatch.setattr(run_module, "train_fold", failing)
+
+    class Pair(World):  # rank 0 of 2 without a process group: the others report nothing
+        def all_gather_object(self, obj):
+            return [obj, {}]
+
+        def broadcast_object(self, obj):
+            return obj
+
+        def barrier(self):
+            pass
+
+    with pytest.raises(MindsightError, match="1 fold.*sub-01_seed-0: ValueError: out of memory"):
+        train_run(_config(eeg, images, 16, subjects=(1, 2)), tmp_path / "run", cache_dir=cache,
+                  world=Pair(0, 2), parallel="folds")
+    assert calls == ["sub-01_seed-0"]  # rank 0's share only
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "failed" and "sub-01_seed-0" in run["failed_folds"]
+
+
+def test_shards_cover_the_global_batch_in_order():
+    batch = torch.arange(7)
+    parts, sizes = zip(*(shard(batch, World(r, 3)) for r in range(3)), strict=True)
+    assert sizes[0] == [3, 2, 2]
+    assert [p.tolist() for p in parts] == [[0, 1, 2], [3, 4, 3], [5, 6, 5]]  # padded with a copy
+    kept = np.concatenate([p[:n].numpy() for p, n in zip(parts, sizes[0], strict=True)])
+    assert kept.tolist() == batch.tolist()
