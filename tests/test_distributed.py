@@ -4,6 +4,11 @@ batch B each train exactly what one process with batch 2B trains; folds run in p
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -40,21 +45,6 @@ def _fold(out):
     info = json.loads((fold_dir / "fold.json").read_text())
     weights, _ = load_tensors(fold_dir / "model.safetensors")
     return info, weights
-
-
-def test_two_gloo_processes_equal_one_process_with_the_global_batch(dataset, tmp_path):
-    eeg, images, cache = dataset
-    single = train_run(_config(eeg, images, 16), tmp_path / "single", cache_dir=cache)
-    launch(train_worker, 2, _config(eeg, images, 8).to_dict(), str(tmp_path / "ddp"), False, str(cache), "model")
-    (info1, w1), (info2, w2) = _fold(single), _fold(tmp_path / "ddp")
-    assert info2["world_size"] == 2 and info1["best_epoch"] == info2["best_epoch"]
-    for h1, h2 in zip(info1["history"], info2["history"], strict=True):  # the same curves
-        for key in ("loss", "val_loss", "val_top1"):
-            assert h2[key] == pytest.approx(h1[key], rel=1e-4, abs=1e-6), key
-    for k in w1:
-        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
-    run = json.loads((tmp_path / "ddp" / "run.json").read_text())
-    assert run["status"] == "complete" and run["parallel"] == {"processes": 2, "mode": "model", "device": "cpu"}
 
 
 def test_folds_in_parallel_write_what_one_process_writes(dataset, tmp_path):
@@ -110,3 +100,37 @@ def test_shards_cover_the_global_batch_in_order():
     assert [p.tolist() for p in parts] == [[0, 1, 2], [3, 4, 3], [5, 6, 5]]  # padded with a copy
     kept = np.concatenate([p[:n].numpy() for p, n in zip(parts, sizes[0], strict=True)])
     assert kept.tolist() == batch.tolist()
+
+
+def test_two_gloo_processes_interrupted_and_resumed_equal_one_process_with_the_global_batch(dataset, tmp_path):
+    """Two processes with batch 8 each, killed after their first checkpoint and resumed
+    (`--resume`), end where one uninterrupted process with batch 16 ends: the same loss,
+    validation curve and selected epoch, the same weights up to floating-point noise."""
+    eeg, images, cache = dataset
+    cfg = _config(eeg, images, 8)
+    cfg.train.epochs = 6
+    out = tmp_path / "ddp"
+    code = ("import json, sys; from mindsight.config import RunConfig; "
+            "from mindsight.train.distributed import launch, train_worker; "
+            "launch(train_worker, 2, json.loads(sys.argv[1]), sys.argv[2], False, sys.argv[3], 'model')")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(out), str(cache)],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("folds/*/last.safetensors")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(out.glob("folds/*/last.safetensors")) and not list(out.glob("folds/*/fold.json"))
+    launch(train_worker, 2, cfg.to_dict(), str(out), True, str(cache), "model")
+    reference = _config(eeg, images, 16)
+    reference.train.epochs = 6
+    single = train_run(reference, tmp_path / "single", cache_dir=cache)
+    (info1, w1), (info2, w2) = _fold(single), _fold(out)
+    assert info2["world_size"] == 2 and info1["best_epoch"] == info2["best_epoch"]
+    for h1, h2 in zip(info1["history"], info2["history"], strict=True):  # the same curves
+        for key in ("loss", "val_loss", "val_top1"):
+            assert h2[key] == pytest.approx(h1[key], rel=1e-4, abs=1e-6), key
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete" and run["parallel"] == {"processes": 2, "mode": "model", "device": "cpu"}
