@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,3 +135,19 @@ def test_two_gloo_processes_interrupted_and_resumed_equal_one_process_with_the_g
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete" and run["parallel"] == {"processes": 2, "mode": "model", "device": "cpu"}
+
+
+def test_cli_devices_reports_a_failing_process_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mindsight.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--eeg", str(tmp_path / "none"),
+                                      "--images", str(tmp_path / "none"), "--devices", "2"])
+    # one line, the first process's own error (mindsight.cli.main prints it and exits with 2)
+    assert isinstance(result.exception, MindsightError)
+    assert re.match(r"process [01] of 2 failed: MissingFileError: .*image set directory not found$",
+                    str(result.exception))
+    assert "\n" not in str(result.exception)
+    bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--devices", "2", "--parallel", "all"])
+    assert isinstance(bad.exception, MindsightError) and "--parallel must be one of" in str(bad.exception)

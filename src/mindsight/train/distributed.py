@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch import nn
 
-from mindsight.errors import ConfigError
+from mindsight.errors import ConfigError, MindsightError
 
 __all__ = ["World", "gather_rows", "launch", "shard", "train_worker"]
 
@@ -155,12 +156,26 @@ def launch(fn: Any, n: int, *args: Any, run_id: str = "mindsight") -> dict[int, 
         raise ConfigError(f"--devices must be at least 1, got {n}")
     if torch.cuda.is_available() and n > torch.cuda.device_count():
         raise ConfigError(f"--devices {n} but this node has {torch.cuda.device_count()} GPU(s)")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=run_id,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
-    return elastic_launch(config, fn)(*args)
+    import logging
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # errors: one line below
+    try:
+        return elastic_launch(config, fn)(*args)
+    except ChildFailedError as exc:  # one line: the first process's own error
+        rank, failure = min(exc.failures.items())
+        message = failure.message
+        if isinstance(message, dict):
+            message = message.get("message", str(message))
+        last = [line for line in str(message).strip().splitlines() if line.strip()][-1:] or ["unknown error"]
+        raise MindsightError(f"process {rank} of {n} failed: {last[0]}") from None
 
 
+@record
 def train_worker(config: dict[str, Any], out: str, resume: bool, cache_dir: str | None,
                  parallel: str) -> str:
     """One process of ``mindsight train --devices N`` (or of torchrun): join the group, train,
