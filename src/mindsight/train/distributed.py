@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.elastic.multiprocessing.errors import record
 from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from mindsight.errors import ConfigError, MindsightError
 
