@@ -151,3 +151,28 @@ def test_cli_devices_reports_a_failing_process_in_one_line(tmp_path):
     assert "\n" not in str(result.exception)
     bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--devices", "2", "--parallel", "all"])
     assert isinstance(bad.exception, MindsightError) and "--parallel must be one of" in str(bad.exception)
+
+
+def test_the_builtin_generator_on_two_processes_equals_one_with_the_global_batch(tmp_path):
+    import shutil
+
+    from mindsight.generate.networks import BuiltinConfig
+    from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+    from mindsight.train.distributed import generator_worker
+
+    tiny = BuiltinConfig(embedding_dim=1280, ae_channels=[8, 16], unet_channels=[16, 32], attention_levels=[1],
+                         cond_dim=32)
+    cfg = GeneratorTrainConfig(model=tiny, max_concepts=6, exemplars=2, render_size=64, ae_steps=4,
+                               diffusion_steps=4, batch_size=8, lr=3e-3, checkpoint_every=4)
+    single = train_builtin(tmp_path / "one", cfg)
+    (tmp_path / "two").mkdir()
+    shutil.copy(tmp_path / "one" / "data.safetensors", tmp_path / "two")  # the rendered set, once
+    cfg.batch_size = 4
+    launch(generator_worker, 2, "diffusion", str(tmp_path / "two"), cfg.to_dict(), False)
+    w1, _ = load_tensors(single)
+    w2, meta = load_tensors(tmp_path / "two" / "builtin.safetensors")
+    for k in w1:
+        torch.testing.assert_close(w2[k].float(), w1[k].float(), rtol=2e-3, atol=2e-3)
+    _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
+    _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
+    assert last2["state"]["diffusion_losses"] == pytest.approx(last1["state"]["diffusion_losses"], rel=1e-4)

@@ -504,6 +504,7 @@ def train_generator(
     batch_size: Annotated[int | None, typer.Option(help="Batch size (var: of the transformer; the tokenizer's is half).")] = None,
     device: DeviceOption = Device.auto,
     install: Annotated[bool, typer.Option(help="Copy the result over the packaged weights.")] = False,
+    devices: Annotated[int, typer.Option(help="Processes (torch.distributed; diffusion only): each trains on its shard of a global batch of N × --batch-size.")] = 1,
     progress: Progress = None,
 ) -> None:
     """Train an offline generator from scratch on rendered stimuli (resumes an interrupted run)."""
@@ -512,6 +513,8 @@ def train_generator(
     from mindsight.embed.base import resolve_device
 
     dev = resolve_device(device.value)
+    if devices > 1 and _value(kind) == "var":
+        raise MindsightError("--devices: builtin-var (VAR) trains on one device; the diffusion generator on several")
     if _value(kind) == "var":
         from mindsight.generate.generators.builtin_var import shipped_var_weights as shipped
         from mindsight.generate.train_var import VarTrainConfig, train_var
@@ -532,7 +535,18 @@ def train_generator(
                          ("exemplars", exemplars), ("batch_size", batch_size)):
             if val is not None:
                 setattr(cfg, key, val)
-        path, name = train_builtin(out or Path("runs/generator"), cfg, device=dev), "builtin"
+        work = out or Path("runs/generator")
+        if devices > 1:
+            from mindsight.train.distributed import generator_worker, launch
+
+            work.mkdir(parents=True, exist_ok=True)
+            from mindsight.generate.train_builtin import build_training_set
+
+            build_training_set(work, cfg, dev)  # rendered once, before the processes start
+            launch(generator_worker, devices, "diffusion", str(work), cfg.to_dict(), True)
+            path, name = work / "builtin.safetensors", "builtin"
+        else:
+            path, name = train_builtin(work, cfg, device=dev), "builtin"
     if install:
         shutil.copyfile(path, shipped())
     console.print(f"generator weights → {path}" + (f" (installed as {shipped()})" if install else

@@ -33,7 +33,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mindsight.errors import ConfigError, MindsightError
 
-__all__ = ["World", "gather_rows", "launch", "shard", "train_worker"]
+__all__ = ["World", "gather_rows", "generator_worker", "launch", "shard", "train_worker"]
 
 PARALLEL_MODES = ("auto", "model", "folds")
 
@@ -140,6 +140,22 @@ def wrap(model: nn.Module, world: World) -> nn.Module:
                                    find_unused_parameters=True)
 
 
+def ddp(module: nn.Module, world: World) -> nn.Module:
+    """``module`` in DistributedDataParallel (for models whose loss needs no gathering: the
+    generators, whose losses are means over their samples)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [world.local_rank] if torch.cuda.is_available() else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def all_mean(value: torch.Tensor) -> float:
+    """The mean of a scalar over the processes (for logging one loss per step)."""
+    value = value.detach().clone().float()
+    dist.all_reduce(value)
+    return float(value) / dist.get_world_size()
+
+
 def check_parallel(mode: str) -> str:
     if mode not in PARALLEL_MODES:
         raise ConfigError(f"--parallel must be one of {', '.join(PARALLEL_MODES)}, got {mode!r}")
@@ -193,3 +209,22 @@ def train_worker(config: dict[str, Any], out: str, resume: bool, cache_dir: str 
         if dist.is_initialized():
             dist.destroy_process_group()
     return out
+
+
+@record
+def generator_worker(kind: str, work: str, config: dict[str, Any], resume: bool) -> str:
+    """One process of ``mindsight train-generator --devices N`` (the diffusion generator; VAR
+    trains on one device)."""
+    from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+
+    if kind != "diffusion":
+        raise ConfigError(f"distributed generator training covers the diffusion generator, not {kind!r}")
+    world = World.from_env()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world.size, 1)))
+    try:
+        return str(train_builtin(work, GeneratorTrainConfig.from_dict(config), device=world.device,
+                                 resume=resume, world=world))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
