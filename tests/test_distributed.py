@@ -176,3 +176,26 @@ def test_the_builtin_generator_on_two_processes_equals_one_with_the_global_batch
     _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
     _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
     assert last2["state"]["diffusion_losses"] == pytest.approx(last1["state"]["diffusion_losses"], rel=1e-4)
+
+
+def test_builtin_var_on_two_processes_equals_one_with_the_global_batch(tmp_path):
+    import shutil
+
+    from test_builtin_var import tiny_config
+
+    from mindsight.generate.train_var import train_var
+    from mindsight.train.distributed import generator_worker
+
+    cfg = tiny_config(tokenizer_batch_size=4, var_batch_size=4, tokenizer_steps=4, var_steps=4)
+    single = train_var(tmp_path / "one", cfg)
+    (tmp_path / "two").mkdir()
+    shutil.copy(tmp_path / "one" / "data.safetensors", tmp_path / "two")
+    half = tiny_config(tokenizer_batch_size=2, var_batch_size=2, tokenizer_steps=4, var_steps=4)
+    launch(generator_worker, 2, "var", str(tmp_path / "two"), half.to_dict(), False)
+    w1, _ = load_tensors(single)
+    w2, _ = load_tensors(tmp_path / "two" / "builtin-var.safetensors")
+    for k in w1:
+        torch.testing.assert_close(w2[k].float(), w1[k].float(), rtol=2e-3, atol=2e-3)
+    _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
+    _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
+    assert last2["state"]["var_losses"] == pytest.approx(last1["state"]["var_losses"], rel=1e-4)

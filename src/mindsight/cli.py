@@ -504,7 +504,7 @@ def train_generator(
     batch_size: Annotated[int | None, typer.Option(help="Batch size (var: of the transformer; the tokenizer's is half).")] = None,
     device: DeviceOption = Device.auto,
     install: Annotated[bool, typer.Option(help="Copy the result over the packaged weights.")] = False,
-    devices: Annotated[int, typer.Option(help="Processes (torch.distributed; diffusion only): each trains on its shard of a global batch of N × --batch-size.")] = 1,
+    devices: Annotated[int, typer.Option(help="Processes (torch.distributed): each trains on its shard of a global batch of N × --batch-size.")] = 1,
     progress: Progress = None,
 ) -> None:
     """Train an offline generator from scratch on rendered stimuli (resumes an interrupted run)."""
@@ -513,8 +513,6 @@ def train_generator(
     from mindsight.embed.base import resolve_device
 
     dev = resolve_device(device.value)
-    if devices > 1 and _value(kind) == "var":
-        raise MindsightError("--devices: builtin-var (VAR) trains on one device; the diffusion generator on several")
     if _value(kind) == "var":
         from mindsight.generate.generators.builtin_var import shipped_var_weights as shipped
         from mindsight.generate.train_var import VarTrainConfig, train_var
@@ -525,7 +523,17 @@ def train_generator(
                          ("tokenizer_batch_size", None if batch_size is None else max(1, batch_size // 2))):
             if val is not None:
                 setattr(vcfg, key, val)
-        path, name = train_var(out or Path("runs/generator-var"), vcfg, device=dev), "builtin-var"
+        work = out or Path("runs/generator-var")
+        if devices > 1:
+            from mindsight.generate.train_builtin import build_training_set
+            from mindsight.train.distributed import generator_worker, launch
+
+            work.mkdir(parents=True, exist_ok=True)
+            build_training_set(work, vcfg.rendering(), dev)  # rendered once, before the processes start
+            launch(generator_worker, devices, "var", str(work), vcfg.to_dict(), True)
+            path, name = work / "builtin-var.safetensors", "builtin-var"
+        else:
+            path, name = train_var(work, vcfg, device=dev), "builtin-var"
     else:
         from mindsight.generate.generators.builtin import shipped_weights as shipped
         from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin

@@ -33,7 +33,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from mindsight.errors import ConfigError, MindsightError
 
-__all__ = ["World", "gather_rows", "generator_worker", "launch", "shard", "train_worker"]
+__all__ = ["LossStep", "World", "gather_rows", "generator_worker", "launch", "shard", "train_worker"]
 
 PARALLEL_MODES = ("auto", "model", "folds")
 
@@ -149,6 +149,17 @@ def ddp(module: nn.Module, world: World) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids)
 
 
+class LossStep(nn.Module):
+    """A model's ``loss`` method as a module's forward, so DDP sees the step (VAR's loss)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.model.loss(*args, **kwargs)
+
+
 def all_mean(value: torch.Tensor) -> float:
     """The mean of a scalar over the processes (for logging one loss per step)."""
     value = value.detach().clone().float()
@@ -213,16 +224,18 @@ def train_worker(config: dict[str, Any], out: str, resume: bool, cache_dir: str 
 
 @record
 def generator_worker(kind: str, work: str, config: dict[str, Any], resume: bool) -> str:
-    """One process of ``mindsight train-generator --devices N`` (the diffusion generator; VAR
-    trains on one device)."""
-    from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
-
-    if kind != "diffusion":
-        raise ConfigError(f"distributed generator training covers the diffusion generator, not {kind!r}")
+    """One process of ``mindsight train-generator --devices N`` (``kind``: ``diffusion`` or ``var``)."""
     world = World.from_env()
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world.size, 1)))
     try:
+        if kind == "var":
+            from mindsight.generate.train_var import VarTrainConfig, train_var
+
+            return str(train_var(work, VarTrainConfig.from_dict(config), device=world.device, resume=resume,
+                                 world=world))
+        from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+
         return str(train_builtin(work, GeneratorTrainConfig.from_dict(config), device=world.device,
                                  resume=resume, world=world))
     finally:

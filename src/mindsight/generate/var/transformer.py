@@ -325,13 +325,15 @@ class VARTransformer(nn.Module):
         return self._logits(x, cond_c)
 
     def loss(self, cond: torch.Tensor, tokens: list[torch.Tensor], tokenizer: MultiScaleVQVAE, *,
-             drop_prob: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+             drop_prob: float | None = None, generator: torch.Generator | None = None,
+             drop: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy over all L tokens, the condition dropped with ``drop_prob``
-        (None: ``cfg.cond_drop``): VAR's pretraining loss and AVDE's stage-2 loss."""
+        (None: ``cfg.cond_drop``): VAR's pretraining loss and AVDE's stage-2 loss. ``drop``: the
+        rows whose condition is dropped, drawn by the caller (a distributed step draws them for
+        the global batch)."""
         p = self.cfg.cond_drop if drop_prob is None else float(drop_prob)
         n = cond.shape[0]
-        drop = None
-        if p > 0:
+        if drop is None and p > 0:
             device = generator.device if generator is not None else torch.device("cpu")
             drop = torch.rand(n, generator=generator, device=device) < p
         with torch.no_grad():
