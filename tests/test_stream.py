@@ -92,33 +92,36 @@ def _aligned(finals, codes_on, x_off, codes_off):
     """Online epochs matched to the offline ones: the online stimuli are a run of the offline
     ones (a stream joined late misses the first), found by their codes."""
     n = min(len(finals), len(codes_off))
+    first = min(finals)  # event numbers count from the first marker seen, lost ones included
+    on = np.stack([finals[first + i] for i in range(n)])
     shifts = [s for s in range(len(codes_off) - n + 1) if list(codes_off[s : s + n]) == codes_on[:n]]
     assert len(shifts) == 1, (codes_on, list(codes_off), sorted(finals))
-    return np.stack([finals[i] for i in range(n)]), x_off[shifts[0] : shifts[0] + n]
+    return on, x_off[shifts[0] : shifts[0] + n], shifts[0]
 
 
 def test_online_epochs_and_accuracy_equal_offline(live_run, tmp_path):
     session, replay, summary, events, finals = _session(live_run, "ms-test-stim", tmp_path)
-    x_off, ranks_off, _ = _offline(session, replay)
-    n = len(x_off)
-    assert n >= 12 and sorted(finals) == list(range(n))  # every complete epoch, in order
-    x_on = np.stack([finals[i] for i in range(n)])
-    assert x_on.shape == x_off.shape == (n, 63, 250)
+    x_off, ranks_off, codes_off = _offline(session, replay)
+    final = [e for e in events if e["type"] == "prediction" and e["final"]]
+    # every complete epoch (the first may be lost if the session connected after its baseline began)
+    assert len(x_off) - 1 <= len(finals) <= len(x_off) and len(finals) >= 11
+    x_on, x_off, shift = _aligned(finals, [e["code"] for e in final], x_off, codes_off)
+    assert x_on.shape == x_off.shape == (len(finals), 63, 250)
     np.testing.assert_allclose(x_on, x_off, rtol=1e-4, atol=1e-4 * np.abs(x_off).max())
     # live accuracy over the replay = offline single-trial accuracy on the same trials
-    final = [e for e in events if e["type"] == "prediction" and e["final"]]
+    ranks_off = ranks_off[shift : shift + len(finals)]
     assert [e["rank"] for e in final] == ranks_off.tolist()
     acc = summary["accuracy"][summary["final_window"]]
     assert acc["top1"] == pytest.approx(float((ranks_off < 1).mean()))
     assert acc["top5"] == pytest.approx(float((ranks_off < 5).mean()))
     # growing windows before the final one, every 100 ms, each with k candidates
-    per_event = [e["window"] for e in events if e["type"] == "prediction" and e["event"] == 0]
+    per_event = [e["window"] for e in events if e["type"] == "prediction" and e["event"] == min(finals)]
     assert per_event == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     assert all(len(e["topk"]) == 5 for e in final)
     # the replay ended while stimuli still waited for data: stopped, lost, each reported once
     assert summary["reason"] == "the stream stopped"
     assert summary["lost"]["samples"] == 0
-    assert summary["lost"]["events"] == summary["n_events"] - n > 0
+    assert summary["lost"]["events"] == summary["n_events"] - len(finals) > 0
     kinds = [e["kind"] for e in events if e["type"] == "problem"]
     assert sorted(kinds) == sorted(set(kinds)) and "stream-stopped" in kinds
     # the MVNN whitener is the one `mindsight preprocess` saved (training statistics)
@@ -134,7 +137,7 @@ def test_marker_stream_events_cut_the_same_epochs(live_run, tmp_path):
     x_off, _, codes_off = _offline(session, replay)
     codes_on = [e["code"] for e in events if e["type"] == "prediction" and e["final"]]
     assert len(x_off) - 1 <= len(finals) <= len(x_off)
-    x_on, x_off = _aligned(finals, codes_on, x_off, codes_off)
+    x_on, x_off, _ = _aligned(finals, codes_on, x_off, codes_off)
     np.testing.assert_allclose(x_on, x_off, rtol=1e-4, atol=1e-4 * np.abs(x_off).max())
 
 
@@ -352,3 +355,22 @@ def test_live_reconstruction_runs_in_a_background_process(live_run, tmp_path):
         rec.close()
     assert got and got[0]["png"][:8] == b"\x89PNG\r\n\x1a\n" and got[0]["latency_ms"] > 0
     assert rec.skipped >= 1 and got[0]["event"] in (0, 2)
+
+
+def test_a_stimulus_before_the_first_received_sample_is_counted_lost_not_cut():
+    import types
+
+    from mindsight.stream.candidates import Candidates
+    from mindsight.stream.decoder import StreamDecoder
+    from mindsight.stream.source import Event
+
+    model = torch.nn.Linear(1, 1)
+    model.scaler = types.SimpleNamespace(neutral=lambda: 0.0)
+    pipe = OnlinePipeline(("a",), 1000.0, -0.2, 1.0, 250.0, keep=np.arange(50, 300))
+    cands = Candidates(["x", "y"], [], torch.eye(2), "two", {1: 0, 2: 1})
+    dec = StreamDecoder(model, pipe, cands, 1, [0.5], problems=Problems())
+    buf = SampleBuffer(2, 5000)
+    buf.append(np.zeros((2, 400)), np.arange(400) / 1000.0)
+    dec.add([Event(150, 0.15, 1), Event(300, 0.3, 2)])  # baselines from -50 and 100
+    assert dec.ready(buf) == [] and dec.lost_events == 1 and dec.problems.counts["late-buffer"] == 1
+    assert [p.event.code for p in dec.pending] == [2]

@@ -98,18 +98,23 @@ class StreamDecoder:
             self.pending.append(_Pending(ev, self.n_events, list(self.windows), stim))
             self.n_events += 1
 
-    def ready(self, buffer: SampleBuffer) -> list[tuple[_Pending, float]]:
-        """(stimulus, window) pairs whose window has closed, oldest first; stimuli whose start
-        has already left the buffer are dropped (counted)."""
-        out = []
+    def prune(self, buffer: SampleBuffer) -> None:
+        """Drop (and count) stimuli whose epoch starts before the oldest buffered sample: one
+        shown before the stream connected, or one the buffer no longer holds."""
         for p in list(self.pending):
-            start = p.event.sample + self.pipeline.start
-            if start < buffer.first:
+            if p.event.sample + self.pipeline.start < buffer.first:
                 self.pending.remove(p)
                 self.lost_events += 1
-                self.problems.report("late-buffer", f"stimulus {p.number} (code {p.event.code}) started "
-                                     "before the oldest buffered sample; lost (raise --buffer)")
-                continue
+                self.problems.report("late-buffer", f"stimulus {p.number} (code {p.event.code}) starts "
+                                     "before the oldest received sample (before the stream connected, or "
+                                     "out of --buffer); lost")
+
+    def ready(self, buffer: SampleBuffer) -> list[tuple[_Pending, float]]:
+        """(stimulus, window) pairs whose window has closed, oldest first; stimuli whose start
+        is not in the buffer are dropped first (:meth:`prune`)."""
+        self.prune(buffer)
+        out = []
+        for p in list(self.pending):
             while p.windows and p.event.sample + self.pipeline.end_offset(p.windows[0]) < buffer.n_total:
                 out.append((p, p.windows.pop(0)))
             if not p.windows:

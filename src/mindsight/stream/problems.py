@@ -25,7 +25,8 @@ KINDS = {
     "channels": "the stream's channels differ from the run's (extra ones are ignored)",
     "units": "the live data's amplitude differs from the training data's by a power of 1000",
     "unknown-code": "a marker code that names no candidate image (decoded, scored as unknown)",
-    "late-buffer": "an epoch's first samples had left the buffer before its window closed",
+    "late-buffer": "a stimulus whose epoch starts before the oldest received sample (shown before "
+                   "the stream connected, or out of --buffer); lost",
 }
 
 

@@ -200,6 +200,8 @@ class StreamSession:
                 elif isinstance(self.events, MarkerStreamEvents):
                     dec.add(self.events.poll())
                 if dec.pending and not checked:
+                    dec.prune(src.buffer)
+                if dec.pending and not checked:
                     p = dec.pending[0]
                     if p.event.sample + self.pipeline.end_offset(dec.windows[0]) < src.buffer.n_total:
                         self._check_units()
