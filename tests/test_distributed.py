@@ -153,49 +153,44 @@ def test_cli_devices_reports_a_failing_process_in_one_line(tmp_path):
     assert isinstance(bad.exception, MindsightError) and "--parallel must be one of" in str(bad.exception)
 
 
-def test_the_builtin_generator_on_two_processes_equals_one_with_the_global_batch(tmp_path):
+def _generators_equal(tmp_path, kind, weights, loss_key, one, two):
+    """``one`` (trained in ``tmp_path/one``) against ``kind`` trained with config ``two`` by two
+    processes on the same rendered set: the same weights and per-step losses."""
     import shutil
 
+    from mindsight.train.distributed import generator_worker
+
+    (tmp_path / "two").mkdir()
+    shutil.copy(tmp_path / "one" / "data.safetensors", tmp_path / "two")  # the rendered set, once
+    launch(generator_worker, 2, kind, str(tmp_path / "two"), two.to_dict(), False)
+    w1, _ = load_tensors(one)
+    w2, _ = load_tensors(tmp_path / "two" / weights)
+    for k in w1:
+        torch.testing.assert_close(w2[k].float(), w1[k].float(), rtol=2e-3, atol=2e-3)
+    _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
+    _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
+    assert last2["state"][loss_key] == pytest.approx(last1["state"][loss_key], rel=1e-4)
+
+
+def test_the_builtin_generator_on_two_processes_equals_one_with_the_global_batch(tmp_path):
     from mindsight.generate.networks import BuiltinConfig
     from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
-    from mindsight.train.distributed import generator_worker
 
     tiny = BuiltinConfig(embedding_dim=1280, ae_channels=[8, 16], unet_channels=[16, 32], attention_levels=[1],
                          cond_dim=32)
     cfg = GeneratorTrainConfig(model=tiny, max_concepts=6, exemplars=2, render_size=64, ae_steps=4,
                                diffusion_steps=4, batch_size=8, lr=3e-3, checkpoint_every=4)
     single = train_builtin(tmp_path / "one", cfg)
-    (tmp_path / "two").mkdir()
-    shutil.copy(tmp_path / "one" / "data.safetensors", tmp_path / "two")  # the rendered set, once
     cfg.batch_size = 4
-    launch(generator_worker, 2, "diffusion", str(tmp_path / "two"), cfg.to_dict(), False)
-    w1, _ = load_tensors(single)
-    w2, meta = load_tensors(tmp_path / "two" / "builtin.safetensors")
-    for k in w1:
-        torch.testing.assert_close(w2[k].float(), w1[k].float(), rtol=2e-3, atol=2e-3)
-    _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
-    _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
-    assert last2["state"]["diffusion_losses"] == pytest.approx(last1["state"]["diffusion_losses"], rel=1e-4)
+    _generators_equal(tmp_path, "diffusion", "builtin.safetensors", "diffusion_losses", single, cfg)
 
 
 def test_builtin_var_on_two_processes_equals_one_with_the_global_batch(tmp_path):
-    import shutil
-
     from test_builtin_var import tiny_config
 
     from mindsight.generate.train_var import train_var
-    from mindsight.train.distributed import generator_worker
 
-    cfg = tiny_config(tokenizer_batch_size=4, var_batch_size=4, tokenizer_steps=4, var_steps=4)
-    single = train_var(tmp_path / "one", cfg)
-    (tmp_path / "two").mkdir()
-    shutil.copy(tmp_path / "one" / "data.safetensors", tmp_path / "two")
+    single = train_var(tmp_path / "one", tiny_config(tokenizer_batch_size=4, var_batch_size=4, tokenizer_steps=4,
+                                                     var_steps=4))
     half = tiny_config(tokenizer_batch_size=2, var_batch_size=2, tokenizer_steps=4, var_steps=4)
-    launch(generator_worker, 2, "var", str(tmp_path / "two"), half.to_dict(), False)
-    w1, _ = load_tensors(single)
-    w2, _ = load_tensors(tmp_path / "two" / "builtin-var.safetensors")
-    for k in w1:
-        torch.testing.assert_close(w2[k].float(), w1[k].float(), rtol=2e-3, atol=2e-3)
-    _, last1 = load_tensors(tmp_path / "one" / "last.safetensors")
-    _, last2 = load_tensors(tmp_path / "two" / "last.safetensors")
-    assert last2["state"]["var_losses"] == pytest.approx(last1["state"]["var_losses"], rel=1e-4)
+    _generators_equal(tmp_path, "var", "builtin-var.safetensors", "var_losses", single, half)

@@ -515,46 +515,37 @@ def train_generator(
     dev = resolve_device(device.value)
     if _value(kind) == "var":
         from mindsight.generate.generators.builtin_var import shipped_var_weights as shipped
-        from mindsight.generate.train_var import VarTrainConfig, train_var
+        from mindsight.generate.train_var import VarTrainConfig
+        from mindsight.generate.train_var import train_var as train
 
-        vcfg = VarTrainConfig()
+        cfg = VarTrainConfig()
         for key, val in (("tokenizer_steps", tokenizer_steps), ("var_steps", var_steps), ("exemplars", exemplars),
                          ("var_batch_size", batch_size),
                          ("tokenizer_batch_size", None if batch_size is None else max(1, batch_size // 2))):
             if val is not None:
-                setattr(vcfg, key, val)
-        work = out or Path("runs/generator-var")
-        if devices > 1:
-            from mindsight.generate.train_builtin import build_training_set
-            from mindsight.train.distributed import generator_worker, launch
-
-            work.mkdir(parents=True, exist_ok=True)
-            build_training_set(work, vcfg.rendering(), dev)  # rendered once, before the processes start
-            launch(generator_worker, devices, "var", str(work), vcfg.to_dict(), True)
-            path, name = work / "builtin-var.safetensors", "builtin-var"
-        else:
-            path, name = train_var(work, vcfg, device=dev), "builtin-var"
+                setattr(cfg, key, val)
+        work, name, rendering = out or Path("runs/generator-var"), "builtin-var", cfg.rendering()
     else:
         from mindsight.generate.generators.builtin import shipped_weights as shipped
-        from mindsight.generate.train_builtin import GeneratorTrainConfig, train_builtin
+        from mindsight.generate.train_builtin import GeneratorTrainConfig
+        from mindsight.generate.train_builtin import train_builtin as train
 
         cfg = GeneratorTrainConfig()
         for key, val in (("ae_steps", ae_steps), ("diffusion_steps", diffusion_steps),
                          ("exemplars", exemplars), ("batch_size", batch_size)):
             if val is not None:
                 setattr(cfg, key, val)
-        work = out or Path("runs/generator")
-        if devices > 1:
-            from mindsight.train.distributed import generator_worker, launch
+        work, name, rendering = out or Path("runs/generator"), "builtin", cfg
+    if devices > 1:
+        from mindsight.generate.train_builtin import build_training_set
+        from mindsight.train.distributed import generator_worker, launch
 
-            work.mkdir(parents=True, exist_ok=True)
-            from mindsight.generate.train_builtin import build_training_set
-
-            build_training_set(work, cfg, dev)  # rendered once, before the processes start
-            launch(generator_worker, devices, "diffusion", str(work), cfg.to_dict(), True)
-            path, name = work / "builtin.safetensors", "builtin"
-        else:
-            path, name = train_builtin(work, cfg, device=dev), "builtin"
+        work.mkdir(parents=True, exist_ok=True)
+        build_training_set(work, rendering, dev)  # rendered once, before the processes start
+        launch(generator_worker, devices, _value(kind), str(work), cfg.to_dict(), True)
+        path = work / f"{name}.safetensors"
+    else:
+        path = train(work, cfg, device=dev)
     if install:
         shutil.copyfile(path, shipped())
     console.print(f"generator weights → {path}" + (f" (installed as {shipped()})" if install else

@@ -37,7 +37,7 @@ from mindsight.train.checkpoint import (
     save_tensors,
     set_rng_state,
 )
-from mindsight.train.distributed import World, all_mean, ddp
+from mindsight.train.distributed import World, ddp
 
 
 @dataclass
@@ -128,9 +128,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
     trains on its shard under DistributedDataParallel, and rank 0 writes: the result equals one
     process with the global batch."""
     cfg = cfg or GeneratorTrainConfig()
-    world = world if world is not None and world.size > 1 else None
-    size, rank = (world.size, world.rank) if world is not None else (1, 0)
-    writes = world is None or world.main
+    world = world or World()
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     images, embeddings, names = build_training_set(work, cfg, device)
@@ -171,21 +169,15 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
         save_tensors(last, tensors, meta)
 
     total = cfg.ae_steps + cfg.diffusion_steps
-    train_ae, train_unet = (ae, unet) if world is None else (ddp(ae, world), ddp(unet, world))
+    train_ae, train_unet = (ae, unet) if world.size == 1 else (ddp(ae, world), ddp(unet, world))
 
-    def mine(t: torch.Tensor) -> torch.Tensor:
-        """This process's shard of a tensor drawn for the global batch."""
-        return t if world is None else t.tensor_split(size)[rank]
-
-    def mean_loss(loss: torch.Tensor) -> float:
-        return loss.item() if world is None else all_mean(loss.detach())
 
     bar = progress_bar(total=total, initial=state["step"], desc="training generator", unit="step",
-                       enabled=writes)
+                       enabled=world.main)
     t0 = time.perf_counter() - state["seconds"]
     while state["step"] < total:
         step = state["step"]
-        idx = mine(torch.randint(0, n, (cfg.batch_size * size,)).to(device))
+        idx = world.part(torch.randint(0, n, (cfg.batch_size * world.size,)).to(device))
         x = images[idx].float() / 255
         if step < cfg.ae_steps:  # stage 1: the autoencoder
             for g in opt_ae.param_groups:
@@ -195,7 +187,7 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
             opt_ae.zero_grad(set_to_none=True)
             loss.backward()
             opt_ae.step()
-            state["ae_losses"].append(mean_loss(loss))
+            state["ae_losses"].append(world.mean(loss))
             if step + 1 == cfg.ae_steps:  # fix the latent scale once the autoencoder is done
                 with torch.no_grad():
                     sample = images[torch.randperm(n)[:512].to(device)].float() / 255
@@ -206,10 +198,10 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
                 g["lr"] = _lr(k, cfg.diffusion_steps, cfg.lr)
             with torch.no_grad():
                 z = ae.encode(x)
-            n_global = len(z) * size  # noise, times and dropout drawn for the whole global batch
-            noise = mine(torch.randn((n_global, *z.shape[1:]), dtype=z.dtype, device=z.device))
-            t = mine(schedule.sample_times(n_global, device=device))
-            keep = mine(torch.rand(n_global, device=device) >= cfg.cond_dropout)
+            n_global = len(z) * world.size  # noise, times and dropout drawn for the whole global batch
+            noise = world.part(torch.randn((n_global, *z.shape[1:]), dtype=z.dtype, device=z.device))
+            t = world.part(schedule.sample_times(n_global, device=device))
+            keep = world.part(torch.rand(n_global, device=device) >= cfg.cond_dropout)
             v = train_unet(schedule.add_noise(z, noise, t), t, embeddings[idx], keep)
             loss = F.mse_loss(v, schedule.v_target(z, noise, t))
             opt_unet.zero_grad(set_to_none=True)
@@ -217,21 +209,20 @@ def train_builtin(work: str | Path, cfg: GeneratorTrainConfig | None = None, *, 
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
             opt_unet.step()
             ema_update(ema, unet, k, cfg.ema)
-            state["diffusion_losses"].append(mean_loss(loss))
+            state["diffusion_losses"].append(world.mean(loss))
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t0
         bar.update(1)
         if state["step"] % 50 == 0:
             recent = state["ae_losses" if state["step"] <= cfg.ae_steps else "diffusion_losses"][-50:]
             bar.set_postfix(loss=f"{np.mean(recent):.4f}")
-        if writes and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == total):
+        if world.main and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == total):
             checkpoint()
     bar.close()
     path = work / "builtin.safetensors"
-    if writes:
+    if world.main:
         export_builtin(path, cfg, ae, ema, state, n_images=n, n_concepts=len(set(names)))
-    if world is not None:
-        world.barrier()
+    world.barrier()
     return path
 
 

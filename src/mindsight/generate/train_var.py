@@ -55,7 +55,7 @@ from mindsight.train.checkpoint import (
     save_tensors,
     set_rng_state,
 )
-from mindsight.train.distributed import LossStep, World, all_mean, ddp
+from mindsight.train.distributed import LossStep, World, ddp
 
 PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8)
 EMBEDDING_DIMS = {"efficientnet-lite0": 1280}
@@ -145,9 +145,7 @@ def train_var(work: str | Path, cfg: VarTrainConfig | None = None, *, device: st
     size) and its condition dropout are drawn from the seed, every process trains on its shard
     under DistributedDataParallel, and rank 0 writes (see :func:`train_builtin`).
     """
-    world = world if world is not None and world.size > 1 else None
-    size, rank = (world.size, world.rank) if world is not None else (1, 0)
-    writes = world is None or world.main
+    world = world or World()
     cfg = cfg or VarTrainConfig()
     cfg.check()
     work = Path(work)
@@ -194,22 +192,16 @@ def train_var(work: str | Path, cfg: VarTrainConfig | None = None, *, device: st
     end = total if stop_after is None else min(total, stop_after)
     tokens: list[torch.Tensor] | None = None  # every picture's tokens, once the tokenizer is done
     bar = progress_bar(total=total, initial=state["step"], desc="training builtin-var", unit="step",
-                       enabled=writes)
-    train_tok, train_loss = (tok, var.loss) if world is None else (ddp(tok, world), ddp(LossStep(var), world))
+                       enabled=world.main)
+    train_tok, train_loss = (tok, var.loss) if world.size == 1 else (ddp(tok, world), ddp(LossStep(var), world))
 
-    def mine(t: torch.Tensor) -> torch.Tensor:
-        """This process's shard of a tensor drawn for the global batch."""
-        return t if world is None else t.tensor_split(size)[rank]
-
-    def mean_loss(loss: torch.Tensor) -> float:
-        return loss.item() if world is None else all_mean(loss.detach())
 
     t0 = time.perf_counter() - state["seconds"]
     while state["step"] < end:
         step = state["step"]
         stage_a = step < cfg.tokenizer_steps
-        n_global = (cfg.tokenizer_batch_size if stage_a else cfg.var_batch_size) * size
-        idx = mine(torch.randint(0, n, (n_global,)))
+        n_global = (cfg.tokenizer_batch_size if stage_a else cfg.var_batch_size) * world.size
+        idx = world.part(torch.randint(0, n, (n_global,)))
         if stage_a:  # stage a: the multi-scale VQ tokenizer
             for g in opt_tok.param_groups:
                 g["lr"] = _lr(step, cfg.tokenizer_steps, cfg.tokenizer_lr, warmup=min(200, cfg.tokenizer_steps // 10))
@@ -221,7 +213,7 @@ def train_var(work: str | Path, cfg: VarTrainConfig | None = None, *, device: st
             loss.backward()
             torch.nn.utils.clip_grad_norm_(tok.parameters(), cfg.grad_clip)
             opt_tok.step()
-            state["tokenizer_losses"].append(mean_loss(loss))
+            state["tokenizer_losses"].append(world.mean(loss))
             state["codebook_usage"].append(float(usage))
         else:  # stage b: the VAR transformer on the frozen tokenizer's tokens
             if tokens is None:
@@ -231,33 +223,31 @@ def train_var(work: str | Path, cfg: VarTrainConfig | None = None, *, device: st
                 g["lr"] = _lr(k, cfg.var_steps, cfg.var_lr, warmup=min(200, cfg.var_steps // 10))
             var.train()
             p = var.cfg.cond_drop  # the global batch's dropout, drawn as the loss draws it
-            drop = mine(torch.rand(n_global) < p) if p > 0 else None
+            drop = world.part(torch.rand(n_global) < p) if p > 0 else None
             loss = train_loss(embeddings[idx], [t[idx].to(device) for t in tokens], tok, drop=drop)
             opt_var.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(var.parameters(), cfg.grad_clip)
             opt_var.step()
             ema_update(ema, var, k, cfg.ema)
-            state["var_losses"].append(mean_loss(loss))
+            state["var_losses"].append(world.mean(loss))
         state["step"] += 1
         state["seconds"] = time.perf_counter() - t0
         bar.update(1)
         if state["step"] % 50 == 0:
             recent = state["tokenizer_losses" if state["step"] <= cfg.tokenizer_steps else "var_losses"][-50:]
             bar.set_postfix(loss=f"{np.mean(recent):.4f}")
-        if writes and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == end):
+        if world.main and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == end):
             checkpoint()
     bar.close()
-    if world is not None:
-        world.barrier()
+    world.barrier()
     if state["step"] < total:
         logger.info("builtin-var training stopped at step %d of %d; run again to resume", state["step"], total)
         return last
     path = work / "builtin-var.safetensors"
-    if writes:
+    if world.main:
         export_var(path, cfg, tok, ema, state, n_images=n, n_concepts=len(set(names)))
-    if world is not None:
-        world.barrier()
+    world.barrier()
     return path
 
 

@@ -22,7 +22,9 @@ holds for encoders without batch norm or dropout (the tests use the MLP without 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +82,15 @@ class World:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def part(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's equal share of a tensor drawn for the whole global batch (all of it
+        for one process): how the generators shard their indices, noise and dropout."""
+        return batch if self.size == 1 else batch.tensor_split(self.size)[self.rank]
+
+    def mean(self, value: torch.Tensor) -> float:
+        """A scalar averaged over the processes (for logging one loss per step)."""
+        return value.item() if self.size == 1 else all_mean(value)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         if self.size == 1:
@@ -177,19 +188,18 @@ def launch(fn: Any, n: int, *args: Any, run_id: str = "mindsight") -> dict[int, 
     """Run ``fn(*args)`` in ``n`` processes on this node with PyTorch's launcher (what
     ``torchrun --nproc-per-node n`` runs), each with its ``RANK`` / ``WORLD_SIZE`` /
     ``LOCAL_RANK``; returns each rank's return value."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if n < 1:
         raise ConfigError(f"--devices must be at least 1, got {n}")
     if torch.cuda.is_available() and n > torch.cuda.device_count():
         raise ConfigError(f"--devices {n} but this node has {torch.cuda.device_count()} GPU(s)")
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=run_id,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
-    import logging
-
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # errors: one line below
     try:
         return elastic_launch(config, fn)(*args)
@@ -202,33 +212,37 @@ def launch(fn: Any, n: int, *args: Any, run_id: str = "mindsight") -> dict[int, 
         raise MindsightError(f"process {rank} of {n} failed: {last[0]}") from None
 
 
-@record
-def train_worker(config: dict[str, Any], out: str, resume: bool, cache_dir: str | None,
-                 parallel: str) -> str:
-    """One process of ``mindsight train --devices N`` (or of torchrun): join the group, train,
-    leave. CPU processes share the cores between them."""
-    from mindsight.config import RunConfig
-    from mindsight.train.run import train_run
-
+@contextlib.contextmanager
+def joined() -> Iterator[World]:
+    """This launched process in its group (CPU processes share the cores between them); the
+    group is left on the way out, error or not."""
     world = World.from_env()
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world.size, 1)))
     try:
-        train_run(RunConfig.from_dict(config), out, resume=resume, cache_dir=cache_dir, world=world,
-                  parallel=parallel)
+        yield world
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@record
+def train_worker(config: dict[str, Any], out: str, resume: bool, cache_dir: str | None,
+                 parallel: str) -> str:
+    """One process of ``mindsight train --devices N`` (or of torchrun)."""
+    from mindsight.config import RunConfig
+    from mindsight.train.run import train_run
+
+    with joined() as world:
+        train_run(RunConfig.from_dict(config), out, resume=resume, cache_dir=cache_dir, world=world,
+                  parallel=parallel)
     return out
 
 
 @record
 def generator_worker(kind: str, work: str, config: dict[str, Any], resume: bool) -> str:
     """One process of ``mindsight train-generator --devices N`` (``kind``: ``diffusion`` or ``var``)."""
-    world = World.from_env()
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world.size, 1)))
-    try:
+    with joined() as world:
         if kind == "var":
             from mindsight.generate.train_var import VarTrainConfig, train_var
 
@@ -238,6 +252,3 @@ def generator_worker(kind: str, work: str, config: dict[str, Any], resume: bool)
 
         return str(train_builtin(work, GeneratorTrainConfig.from_dict(config), device=world.device,
                                  resume=resume, world=world))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
