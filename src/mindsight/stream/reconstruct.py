@@ -3,8 +3,8 @@
 Generating a picture takes hundreds of milliseconds on a CPU; decoding takes a few. So the
 reconstruction runs in its own process (one torch thread, so it leaves the decoder its core):
 the decoder hands it each final epoch with ``submit`` (never waiting: while the worker is busy,
-newer epochs replace the waiting one and the skipped ones are counted), and ``poll`` returns the
-finished pictures as PNG bytes.
+a newer epoch replaces the one waiting and the skipped ones are counted), and ``poll`` hands the
+waiting epoch on once the worker is free and returns the finished pictures as PNG bytes.
 
 The worker rebuilds the pipeline of ``mindsight reconstruct RUN_DIR --generator builtin``: the
 built-in generator, the diffusion prior and the low-level pathway that that command fitted on
@@ -94,12 +94,16 @@ def _worker(run_dir: str, fold_name: str, subject: int, generator: str, steps: i
 
 class LiveReconstructor:
     """``submit(prediction, epoch)`` → later ``poll()`` → reconstruction events (PNG bytes).
-    ``steps``: sampling steps of the prior and the generator (default: theirs)."""
+    ``steps``: sampling steps of the prior and the generator (default: theirs).
+
+    The worker gets one epoch at a time. The one waiting for it is held here, in this process,
+    so a newer epoch always replaces it (a bounded queue between processes cannot promise that:
+    an item still in its feeder thread can be neither taken back nor overtaken)."""
 
     def __init__(self, run_dir: str | Path, fold_name: str, subject: int, *, generator: str = "builtin",
                  steps: int | None = None, cache_dir: Any = None, clock: Any = None) -> None:
         ctx = mp.get_context("spawn")
-        self.jobs, self.results = ctx.Queue(maxsize=1), ctx.Queue()
+        self.jobs, self.results = ctx.Queue(), ctx.Queue()
         self.process = ctx.Process(target=_worker, daemon=True,
                                    args=(str(run_dir), fold_name, subject, generator, steps, self.jobs,
                                          self.results, cache_dir))
@@ -107,23 +111,21 @@ class LiveReconstructor:
         self.skipped = 0
         self.done = 0
         self.ready = False
+        self.busy = False  # the worker holds a job
+        self.waiting: dict[str, Any] | None = None
         self.clock = clock
 
     def submit(self, prediction: dict[str, Any], x: np.ndarray, _emb: Any = None) -> None:
-        job = {"event": prediction["event"], "window": prediction["window"], "x": np.ascontiguousarray(x),
-               "submitted": self.clock() if self.clock else 0.0}
-        try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
-            try:  # the waiting epoch is older: replace it
-                self.jobs.get_nowait()
-                self.skipped += 1
-            except queue.Empty:
-                pass
-            try:
-                self.jobs.put_nowait(job)
-            except queue.Full:
-                self.skipped += 1
+        if self.waiting is not None:  # older than this one: replaced
+            self.skipped += 1
+        self.waiting = {"event": prediction["event"], "window": prediction["window"],
+                        "x": np.ascontiguousarray(x), "submitted": self.clock() if self.clock else 0.0}
+        self._send()
+
+    def _send(self) -> None:
+        if self.ready and not self.busy and self.waiting is not None:
+            self.jobs.put(self.waiting)
+            self.waiting, self.busy = None, True
 
     def poll(self) -> list[dict[str, Any]]:
         out = []
@@ -131,6 +133,7 @@ class LiveReconstructor:
             try:
                 msg = self.results.get_nowait()
             except queue.Empty:
+                self._send()
                 return out
             if msg["type"] == "ready":
                 self.ready = True
@@ -140,13 +143,11 @@ class LiveReconstructor:
                 if self.clock:
                     msg["latency_ms"] = round((self.clock() - msg.pop("submitted")) * 1000, 1)
                 self.done += 1
+                self.busy = False
                 out.append(msg)
 
     def close(self) -> None:
-        try:
-            self.jobs.put(None, timeout=1.0)
-        except queue.Full:
-            pass
+        self.jobs.put(None)
         self.process.join(timeout=5.0)
         if self.process.is_alive():
             self.process.terminate()
